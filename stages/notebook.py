@@ -1,0 +1,44 @@
+"""Execute one parameterised report notebook with papermill.
+
+$ python stages/notebook.py --notebook report/hook.ipynb --out report/executed/hook-blocks.3.hook_resid_pre.ipynb -p hook blocks.3.hook_resid_pre
+The executed copy keeps every output, so renderers never run code again.
+"""
+
+import os
+from pathlib import Path
+
+from sae_workbench.cli import stage
+
+
+def args(p):
+    p.add_argument("--notebook", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="notebook parameter")
+
+
+@stage(args)
+def main(args, params):
+    """Run the notebook from the repository root with the given parameters, atomically."""
+    import papermill as pm
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.ipynb")
+    values = dict(args.p)
+    values["params_path"] = args.params
+    try:
+        pm.execute_notebook(
+            args.notebook, str(tmp), parameters=values, cwd=os.getcwd(), kernel_name="python3", progress_bar=False
+        )
+        tmp.replace(out)
+    except pm.PapermillExecutionError as e:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"{args.notebook} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    print(f"notebook {args.notebook} -> {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""End to end: `dvc repro` of a tiny profile in a temporary copy of the repository,
+on the real MiniLM, real DVC, real papermill and the pandoc renderer."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+TINY = {
+    "hooks": ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"],
+    "data": {"corpus_wiki_en": 60, "corpus_wiki_es": 20, "corpus_wiki_fr": 20, "corpus_code": 20, "max_tokens": 64, "batch_size": 16},
+    "sae": {"expansion": 2, "batch_tokens": 256, "epochs": 2},
+    "steer": {"hook": "blocks.2.hook_resid_pre", "coefficients": [-2.0, 0.0, 2.0, 4.0], "n_texts": 10},
+}
+SAE_KEYS = {"l0", "explained_variance", "mse", "dead_frac", "dense_frac", "d_sae", "eval_tokens"}
+ANALYSIS_KEYS = {"l0_per_token", "l0_per_text", "frac_nonzero_raw", "frac_nonzero_sae", "specialists", "specialists_heldout_positive"}
+STEER_KEYS = {"feature", "target_similarity", "target_similarity_slope", "nearest_target_frac", "drift_at_max_coef"}
+
+
+def _copy_repo(dst: Path) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if src.is_file() and not f.startswith(("metrics/", "report/executed", "report/_output")) and f != "dvc.lock":
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / f)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+
+
+def _deep_update(base: dict, new: dict) -> dict:
+    for k, v in new.items():
+        base[k] = _deep_update(base.get(k, {}), v) if isinstance(v, dict) else v
+    return base
+
+
+def _dvc(args, cwd):
+    # stage commands call `python`: make it this interpreter even without an activated venv
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    _copy_repo(repo)
+    p = repo / "params.yaml"
+    p.write_text(yaml.safe_dump(_deep_update(yaml.safe_load(p.read_text()), TINY), sort_keys=False))
+    r = _dvc(["repro"], repo)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    return repo
+
+
+def test_every_declared_metric_exists_with_its_keys(tiny_run):
+    shown = json.loads(_dvc(["metrics", "show", "--json"], tiny_run).stdout)
+    files = next(iter(shown.values()))["data"]
+    for h in TINY["hooks"]:
+        assert SAE_KEYS <= set(files[f"metrics/sae/{h}.json"]["data"])
+        assert ANALYSIS_KEYS <= set(files[f"metrics/analysis/{h}.json"]["data"])
+        sae = json.loads((tiny_run / f"metrics/sae/{h}.json").read_text())
+        assert 0 < sae["l0"] < sae["d_sae"] and sae["explained_variance"] > 0
+        an = json.loads((tiny_run / f"metrics/analysis/{h}.json").read_text())
+        assert set(an["specialists"]) == {"python", "urls", "math", "non_english", "social", "formal", "conversational"}
+    assert STEER_KEYS <= set(files["metrics/steer.json"]["data"])
+
+
+def test_report_html_has_highlights_and_metric_values(tiny_run):
+    html = (tiny_run / "report/_output/report.html").read_text()
+    spans = re.findall(r'<span class="tok" style="background:rgba\([^"]+\)" title="([0-9.]+)" data-act="([0-9.]+)">', html)
+    assert len(spans) > 100
+    assert any(float(v) > 0 for _, v in spans)
+    assert "<script" in html and "Plotly.newPlot" in html
+    assert html.count("plotly.js (inline, once per notebook)") == 1  # bundle kept once
+    for h in TINY["hooks"]:
+        ev = json.loads((tiny_run / f"metrics/sae/{h}.json").read_text())["explained_variance"]
+        assert f"{ev:.3f}" in html
+
+
+def test_second_repro_does_nothing(tiny_run):
+    r = _dvc(["repro"], tiny_run)
+    assert r.returncode == 0
+    assert "Running stage" not in r.stdout and "up to date" in r.stdout
