@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .data import Text, atomic_write_text
 from .models import ModelHandle, TokenizedText

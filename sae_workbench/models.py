@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -114,10 +115,23 @@ def _bridge_dir(package: str) -> str:
     raise ModelUnavailable(f"package {package!r} does not expose get_model_path()")
 
 
+def use_hub_or_cache(host: str = "huggingface.co", timeout: float = 3.0) -> None:
+    """Fail fast offline: if the hub cannot be reached, put the hub client in
+    offline mode, so files already in the local cache still load and missing
+    ones fail at once instead of after minutes of retries."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        import huggingface_hub.constants
+
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
 def hub_error_line(what: str, err: BaseException) -> str:
     return (
-        f"{what} needs the Hugging Face hub (huggingface.co), which is unreachable here "
-        f"({type(err).__name__}); run it with internet access, or use the offline default: model: minilm"
+        f"{what} needs the Hugging Face hub (huggingface.co), which is unreachable here and the files are "
+        f"not in the local cache ({type(err).__name__}); run it with internet access, or use the offline default: model: minilm"
     )
 
 
@@ -140,8 +154,7 @@ def load_model(profile: ProfileConfig, device: str = "cpu") -> ModelHandle:
 
         lookup = get_pretrained_saes_directory()[profile.sae_release]
         kwargs = dict((lookup.config_overrides or {}).get("model_from_pretrained_kwargs", {}))
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    use_hub_or_cache()
     try:
         model = HookedTransformer.from_pretrained(profile.name, device=device, **kwargs)
     except Exception as e:  # network errors surface as many types (OSError, requests, hub errors)

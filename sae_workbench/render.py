@@ -50,7 +50,8 @@ def outputs_as_cells(nb: nbformat.NotebookNode, plotly_seen: bool) -> tuple[list
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if out.get("output_type") == "stream":
-                cells.append(nbformat.v4.new_markdown_cell("```\n" + "".join(out.get("text", "")) + "\n```"))
+                if out.get("name") == "stdout":  # stderr holds warnings and progress bars, not findings
+                    cells.append(nbformat.v4.new_markdown_cell("```\n" + "".join(out.get("text", "")) + "\n```"))
             elif out.get("output_type") == "error":
                 raise ValueError(f"an executed notebook holds an error ({out.get('ename')}): re-run dvc repro")
             elif "text/markdown" in data:

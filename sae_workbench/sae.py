@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .config import SAEConfig
 
@@ -225,11 +225,12 @@ def load_sae(profile, hook: str, sae_dir: str | Path, device: str = "cpu"):
         return SAE.load_from_disk(path, device=device), None
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
-    from .models import ModelUnavailable, hub_error_line
+    from .models import ModelUnavailable, hub_error_line, use_hub_or_cache
 
     lookup = get_pretrained_saes_directory()[profile.sae_release]
     if hook not in lookup.saes_map:
         raise ValueError(f"release {profile.sae_release!r} has no SAE for {hook!r}; it has {', '.join(lookup.saes_map)}")
+    use_hub_or_cache()
     try:
         sae = SAE.from_pretrained(profile.sae_release, hook, device=device)
     except Exception as e:  # offline: hub errors come in many types

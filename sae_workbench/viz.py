@@ -24,7 +24,7 @@ HIGHLIGHT_CSS = """<style>
 .tokhl{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:0.85em;line-height:1.9;
 white-space:pre-wrap;border-left:3px solid #ddd;padding:0.2em 0.6em;margin:0.3em 0}
 .tokhl .tok{border-radius:2px}
-.tokhl .meta{color:#666;font-family:sans-serif;font-size:0.85em;margin-right:0.6em}
+.tokhl .meta{display:block;color:#666;font-family:sans-serif;font-size:0.85em}
 </style>"""
 
 

@@ -97,3 +97,18 @@ def test_gpt2_profile_offline_is_one_clear_line(tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "Hugging Face hub" in last and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_pretrained_sae_offline_is_one_clear_error(params, tmp_path):
+    import pytest
+
+    from sae_workbench.config import ProfileConfig
+    from sae_workbench.models import ModelUnavailable
+    from sae_workbench.sae import load_sae
+
+    gpt2 = ProfileConfig(loader="hooked_transformer", name="gpt2-small", n_layers=12, sae_source="pretrained", sae_release="gpt2-small-res-jb")
+    with pytest.raises(ModelUnavailable, match="Hugging Face hub") as e:
+        load_sae(gpt2, "blocks.8.hook_resid_pre", tmp_path)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="has no SAE for"):
+        load_sae(gpt2, "blocks.8.hook_mlp_out", tmp_path)
