@@ -12,7 +12,7 @@ On-disk format of one activation set (a directory):
         acts        float32 [n_kept, d_model]  activations of the non-special tokens
         text_index  int32   [n_kept]           index into tokens.json "texts"
         position    int32   [n_kept]           token position inside that text
-      rows in text order, then position order; metadata {"hook", "model"}.
+      rows in text order, then position order; metadata {"json": '{"hook", "model"}'}.
 
 So row r of any hook's table is token `texts[text_index[r]].tokens[position[r]]`,
 spanning characters `offsets[position[r]]` of that text: any later stage can
@@ -142,10 +142,13 @@ def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 
 
 def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """safetensors file written atomically. The metadata goes in as one JSON
+    string under "json": safetensors orders several keys at random, which would
+    change the file's hash (and DVC's) from run to run."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata={"json": json.dumps(metadata, sort_keys=True)})
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -178,3 +181,9 @@ def load_acts(act_dir: str | Path, hook: str, table: TokenTable | None = None) -
     if table is not None and acts.shape[0] != table.n_kept:
         raise ValueError(f"{path} has {acts.shape[0]} rows but tokens.json has {table.n_kept} kept tokens: re-run dvc repro")
     return acts
+
+
+def load_activation_set(act_dir: str | Path, hook: str) -> tuple[TokenTable, torch.Tensor]:
+    """tokens.json and one hook's activations, checked against each other."""
+    table = load_token_table(act_dir)
+    return table, load_acts(act_dir, hook, table)

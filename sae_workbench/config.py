@@ -43,12 +43,6 @@ def hook_layer(hook: str) -> int:
     return int(m.group(1))
 
 
-def hook_slug(hook: str) -> str:
-    """File-system name for a hook: 'blocks.3.hook_resid_pre' -> 'blocks.3.hook_resid_pre'."""
-    hook_layer(hook)
-    return hook
-
-
 @dataclass
 class ProfileConfig:
     """How to load one model and its SAEs."""
@@ -209,9 +203,11 @@ class Params:
     steer: SteerConfig
     report: ReportConfig
 
-    @property
-    def deepest_layer(self) -> int:
-        return max(hook_layer(h) for h in self.hooks)
+    def require_hook(self, hook: str) -> str:
+        """The hook, if params.yaml lists it; else a one-line ValueError."""
+        if hook not in self.hooks:
+            raise ValueError(f"hook {hook!r} is not in hooks: {self.hooks} (params.yaml)")
+        return hook
 
 
 def _build(cls, raw: dict[str, Any] | None, section: str):

@@ -4,11 +4,12 @@ On-disk (`<hook>.safetensors`), rows aligned with the activation set's kept toke
     row      int32   [nnz]  kept-token row (see activations.py)
     feature  int32   [nnz]  SAE latent index
     value    float32 [nnz]  activation (> 0)
-    metadata: hook, d_sae, n_rows, sae_source, neuronpedia (Neuronpedia id or "")
+    metadata {"json": JSON of hook, d_sae, n_rows, sae_source, neuronpedia (Neuronpedia id or "")}
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def load_features(path: str | Path) -> FeatureTable:
         raise ValueError(f"{path} is missing: run the encode stage (dvc repro)")
     try:
         with safe_open(str(path), "np") as f:
-            meta = f.metadata()
+            meta = json.loads(f.metadata()["json"])
             t = {k: f.get_tensor(k) for k in ("row", "feature", "value")}
         return FeatureTable(
             t["row"], t["feature"], t["value"], int(meta["n_rows"]), int(meta["d_sae"]), meta.get("neuronpedia") or None

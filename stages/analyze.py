@@ -7,7 +7,7 @@ specialists and figures' inputs to data/analysis/<hook>.json.
 
 from pathlib import Path
 
-from sae_workbench.activations import load_acts, load_token_table
+from sae_workbench.activations import load_activation_set
 from sae_workbench.analysis import analyze_hook
 from sae_workbench.cli import stage, write_json
 from sae_workbench.features import load_features
@@ -24,10 +24,8 @@ def args(p):
 @stage(args)
 def main(args, params):
     """Strongest / most frequent / most selective / composite features and category specialists."""
-    if args.hook not in params.hooks:
-        raise ValueError(f"--hook {args.hook!r} is not in hooks: {params.hooks}")
-    table = load_token_table(args.acts)
-    raw = load_acts(args.acts, args.hook, table).numpy()
+    table, acts = load_activation_set(args.acts, params.require_hook(args.hook))
+    raw = acts.numpy()
     ft = load_features(Path(args.features) / f"{args.hook}.safetensors")
     if ft.n_rows != table.n_kept:
         raise ValueError(f"features of {args.hook} cover {ft.n_rows} tokens, activations {table.n_kept}: re-run dvc repro")

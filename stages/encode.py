@@ -7,7 +7,7 @@ profile) both load as SAELens SAEs, so this stage is the same for both.
 
 from pathlib import Path
 
-from sae_workbench.activations import load_acts, load_token_table
+from sae_workbench.activations import load_activation_set
 from sae_workbench.cli import stage
 from sae_workbench.features import encode_sparse, save_features
 from sae_workbench.sae import load_sae
@@ -23,10 +23,7 @@ def args(p):
 @stage(args)
 def main(args, params):
     """Write data/features/<hook>.safetensors (sparse feature activations)."""
-    if args.hook not in params.hooks:
-        raise ValueError(f"--hook {args.hook!r} is not in hooks: {params.hooks}")
-    table = load_token_table(args.acts)
-    acts = load_acts(args.acts, args.hook, table)
+    table, acts = load_activation_set(args.acts, params.require_hook(args.hook))
     sae, neuronpedia = load_sae(params.model, args.hook, args.saes)
     ft = encode_sparse(sae, acts)
     ft.neuronpedia = neuronpedia

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae_workbench.activations import load_acts, load_token_table
+from sae_workbench.activations import load_activation_set
 from sae_workbench.cli import stage, write_json
 from sae_workbench.data import atomic_write_text
 from sae_workbench.sae import fold_scale, load_sae, reconstruction_metrics, save_for_saelens, train_relu_sae
@@ -38,10 +38,7 @@ def split_rows(text_index: np.ndarray, n_texts: int, eval_frac: float, seed: int
 @stage(args)
 def main(args, params):
     """Train or fetch the hook's SAE; write its metrics."""
-    if args.hook not in params.hooks:
-        raise ValueError(f"--hook {args.hook!r} is not in hooks: {params.hooks}")
-    table = load_token_table(args.acts)
-    acts = load_acts(args.acts, args.hook, table)
+    table, acts = load_activation_set(args.acts, params.require_hook(args.hook))
     train_rows, eval_rows = split_rows(table.text_index, len(table.texts), params.sae.eval_frac, params.seed)
     x_eval = acts[torch.from_numpy(eval_rows)]
     out = Path(args.saes) / args.hook
