@@ -81,6 +81,8 @@ def render_with_pandoc(report_dir: Path, out_html: Path, title: str = "SAE workb
     for p in nbs:
         cells, plotly_seen = outputs_as_cells(nbformat.read(p, as_version=4), plotly_seen)
         merged.cells.extend(cells)
+    for i, cell in enumerate(merged.cells):
+        cell.id = f"c{i}"  # nbformat draws random ids; fixed ones keep the HTML byte-identical
     out_html.parent.mkdir(parents=True, exist_ok=True)
     tmp_nb = out_html.with_name(".merged.ipynb")
     nbformat.write(merged, tmp_nb)

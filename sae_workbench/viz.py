@@ -9,6 +9,7 @@ No JavaScript and no web fonts, so they render offline and in any viewer.
 
 from __future__ import annotations
 
+import hashlib
 import html
 
 import numpy as np
@@ -66,8 +67,12 @@ def plotly_js_once() -> str:
 
 
 def figure_html(fig: go.Figure) -> str:
-    """A plotly figure as an HTML div that relies on plotly.js already on the page."""
-    return pio.to_html(fig, include_plotlyjs=False, full_html=False, config={"displaylogo": False})
+    """A plotly figure as an HTML div that relies on plotly.js already on the page.
+
+    The div id derives from the figure's content (plotly's default is a random
+    UUID), so re-running a notebook gives the same bytes."""
+    div_id = "fig-" + hashlib.sha1(fig.to_json().encode()).hexdigest()[:16]
+    return pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id, config={"displaylogo": False})
 
 
 def bar(labels: list[str], values: list[float], title: str, xlabel: str, ylabel: str) -> go.Figure:

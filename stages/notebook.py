@@ -7,6 +7,8 @@ The executed copy keeps every output, so renderers never run code again.
 import os
 from pathlib import Path
 
+import nbformat
+
 from sae_workbench.cli import stage
 
 
@@ -14,6 +16,20 @@ def args(p):
     p.add_argument("--notebook", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="notebook parameter")
+
+
+def drop_timings(path: Path) -> None:
+    """Remove execution timestamps, durations and random cell ids, so the same
+    inputs give the same executed notebook (and DVC sees nothing new)."""
+    nb = nbformat.read(path, as_version=4)
+    for key in ("start_time", "end_time", "duration"):
+        nb.metadata.get("papermill", {}).pop(key, None)
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i}"  # papermill gives its injected cell a random id
+        cell.metadata.pop("execution", None)
+        for key in ("start_time", "end_time", "duration", "exception", "status"):
+            cell.metadata.get("papermill", {}).pop(key, None)
+    nbformat.write(nb, path)
 
 
 @stage(args)
@@ -30,6 +46,7 @@ def main(args, params):
         pm.execute_notebook(
             args.notebook, str(tmp), parameters=values, cwd=os.getcwd(), kernel_name="python3", progress_bar=False
         )
+        drop_timings(tmp)
         tmp.replace(out)
     except pm.PapermillExecutionError as e:
         tmp.unlink(missing_ok=True)

@@ -89,3 +89,17 @@ def test_second_repro_does_nothing(tiny_run):
     r = _dvc(["repro"], tiny_run)
     assert r.returncode == 0
     assert "Running stage" not in r.stdout and "up to date" in r.stdout
+
+
+def _out_hashes(repo: Path) -> dict[str, str]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {o["path"]: o.get("md5") for st in lock["stages"].values() for o in st.get("outs", [])}
+
+
+def test_forced_rerun_is_byte_identical(tiny_run):
+    before = _out_hashes(tiny_run)
+    metrics = {p: p.read_text() for p in sorted((tiny_run / "metrics").rglob("*.json"))}
+    r = _dvc(["repro", "-f"], tiny_run)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert {p: p.read_text() for p in sorted((tiny_run / "metrics").rglob("*.json"))} == metrics
+    assert _out_hashes(tiny_run) == before  # activations, SAEs, features, notebooks, report
