@@ -101,43 +101,79 @@ class DataConfig:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
 
 
+ARCHITECTURES = ("relu", "topk", "batchtopk")
+
+
 @dataclass
 class SAEConfig:
-    """Custom ReLU SAE: x_hat = ReLU((x - b_dec) W_enc + b_enc) W_dec + b_dec."""
+    """Custom SAE: pre = (x - b_dec) W_enc + b_enc, f = activation(pre), x_hat = f W_dec + b_dec."""
 
-    expansion: int = 4
+    architecture: str = "topk"
+    """'relu' (L1 weighted by decoder norms), 'topk' (k per token, AuxK) or
+    'batchtopk' (k * batch per batch, JumpReLU at inference, AuxK)."""
+    expansion: int = 8
     """d_sae = expansion * d_model."""
+    k: int = 64
+    """Active latents per token (topk; the batch average for batchtopk)."""
     l1_coefficient: float = 2.0
-    """Weight of the sparsity penalty sum_i f_i * ||W_dec_i|| (Anthropic, April 2024)."""
+    """relu: weight of sum_i f_i * ||W_dec_i|| (Anthropic, April 2024)."""
     l1_warmup_frac: float = 0.05
-    """Fraction of steps over which the L1 weight ramps linearly from 0."""
-    lr: float = 2e-3
-    """Adam learning rate (after warm-up, before the final linear decay)."""
+    """relu: fraction of steps over which the L1 weight ramps linearly from 0."""
+    aux_coefficient: float = 0.03125
+    """topk/batchtopk: weight of the AuxK loss for dead latents (Gao et al.: 1/32)."""
+    lr: float = 4e-3
+    """Adam learning rate after warm-up, before the final linear decay."""
+    lr_warmup_frac: float = 0.02
+    """Fraction of steps over which the learning rate ramps linearly from 0."""
     lr_decay_frac: float = 0.2
     """Fraction of steps at the end over which the learning rate decays to 0."""
     batch_tokens: int = 1024
     """Tokens per optimisation step."""
     epochs: int = 8
-    """Passes over the corpus activations."""
+    """Passes over the training tokens."""
+    buffer_tokens: int = 65536
+    """Shuffle buffer: tokens held in memory at once, whatever the corpus size."""
+    b_dec_init: str = "geometric_median"
+    """'geometric_median', 'mean' or 'zeros' of a sample of training tokens."""
     eval_frac: float = 0.1
-    """Fraction of corpus tokens held out from training, used for the metrics."""
+    """Fraction of corpus texts held out from training, used for the metrics."""
     dead_window_tokens: int = 100_000
     """A latent is dead if it did not fire on the last this-many training tokens."""
+    checkpoint_every: int = 250
+    """Steps between checkpoints (an interrupted run resumes from the last); 0: never."""
+    device: str = "auto"
+    """'auto' (CUDA when available), 'cpu' or 'cuda'."""
+    fidelity_texts: int = 64
+    """Held-out corpus texts used for the downstream-fidelity metric."""
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"sae.architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
         if self.expansion < 1:
             raise ValueError(f"sae.expansion must be >= 1, got {self.expansion}")
-        if self.l1_coefficient < 0:
-            raise ValueError(f"sae.l1_coefficient must be >= 0, got {self.l1_coefficient}")
+        if self.k < 1:
+            raise ValueError(f"sae.k must be >= 1, got {self.k}")
+        if self.l1_coefficient < 0 or self.aux_coefficient < 0:
+            raise ValueError("sae.l1_coefficient and sae.aux_coefficient must be >= 0")
         if not 0 < self.lr < 1:
             raise ValueError(f"sae.lr must be in (0, 1), got {self.lr}")
         if self.batch_tokens < 1 or self.epochs < 1:
             raise ValueError("sae.batch_tokens and sae.epochs must be >= 1")
+        if self.buffer_tokens < self.batch_tokens:
+            raise ValueError(f"sae.buffer_tokens ({self.buffer_tokens}) must be >= sae.batch_tokens ({self.batch_tokens})")
         if not 0 < self.eval_frac < 0.5:
             raise ValueError(f"sae.eval_frac must be in (0, 0.5), got {self.eval_frac}")
-        for f in ("l1_warmup_frac", "lr_decay_frac"):
+        for f in ("l1_warmup_frac", "lr_warmup_frac", "lr_decay_frac"):
             if not 0 <= getattr(self, f) < 1:
                 raise ValueError(f"sae.{f} must be in [0, 1), got {getattr(self, f)}")
+        if self.lr_warmup_frac + self.lr_decay_frac >= 1:
+            raise ValueError("sae.lr_warmup_frac + sae.lr_decay_frac must be < 1")
+        if self.b_dec_init not in ("geometric_median", "mean", "zeros"):
+            raise ValueError(f"sae.b_dec_init must be geometric_median, mean or zeros, got {self.b_dec_init!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"sae.device must be auto, cpu or cuda, got {self.device!r}")
+        if self.checkpoint_every < 0 or self.fidelity_texts < 0:
+            raise ValueError("sae.checkpoint_every and sae.fidelity_texts must be >= 0")
 
 
 @dataclass

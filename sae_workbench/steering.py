@@ -12,6 +12,7 @@ direction as the feature's strongest natural firing does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,12 +49,24 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(pooled, dim=-1)
 
 
+def keep_mask(toks: list[TokenizedText], width: int) -> torch.Tensor:
+    """[batch, width] 1 on each text's non-special tokens, 0 on specials and padding."""
+    keep = torch.zeros(len(toks), width, dtype=torch.long)
+    for r, t in enumerate(toks):
+        keep[r, : len(t.ids)] = torch.tensor([0 if s else 1 for s in t.special])
+    return keep
+
+
+Edit = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""edit(resid [batch, pos, d], keep [batch, pos]) -> new resid."""
+
+
 @torch.no_grad()
 def pooled_embeddings(
-    handle: ModelHandle, toks: list[TokenizedText], hook: str | None = None, delta: torch.Tensor | None = None, batch_size: int = 32
+    handle: ModelHandle, toks: list[TokenizedText], hook: str | None = None, edit: Edit | None = None, batch_size: int = 32
 ) -> torch.Tensor:
-    """[n_texts, d_model] pooled final-layer embeddings, optionally with `delta`
-    added at `hook` on every non-special token."""
+    """[n_texts, d_model] pooled final-layer embeddings, optionally with `edit`
+    applied to the residual stream at `hook`."""
     last = f"blocks.{handle.n_layers - 1}.hook_resid_post"
     out = []
     pad_id = getattr(handle.tokenizer, "pad_token_id", None) or 0
@@ -67,14 +80,17 @@ def pooled_embeddings(
             return x
 
         hooks = [(last, grab)]
-        if delta is not None:
-            keep = torch.zeros_like(mask)
-            for r, t in enumerate(chunk):
-                keep[r, : len(t.ids)] = torch.tensor([0 if s else 1 for s in t.special])
-            hooks.insert(0, (hook, add_direction_hook(delta, keep)))
+        if edit is not None:
+            keep = keep_mask(chunk, ids.shape[1])
+            hooks.insert(0, (hook, lambda x, hook=None, keep=keep: edit(x, keep)))
         handle.model.run_with_hooks(ids, attention_mask=mask, fwd_hooks=hooks)
         out.append(mean_pool(cap["h"].float(), mask))
     return torch.cat(out)
+
+
+def add_edit(delta: torch.Tensor) -> Edit:
+    """Add `delta` [d_model] on every kept token."""
+    return lambda x, keep: add_direction_hook(delta, keep)(x)
 
 
 @dataclass
@@ -106,7 +122,7 @@ def steer_sentence_embeddings(
     sim = {c: [] for c in cats}
     nearest, drift = [], []
     for coef in coefficients:
-        emb = base if coef == 0 else pooled_embeddings(handle, steered_toks, hook, coef * max_act * direction)
+        emb = base if coef == 0 else pooled_embeddings(handle, steered_toks, hook, add_edit(coef * max_act * direction))
         s = emb @ centroids.T  # [n, n_cats]
         for j, c in enumerate(cats):
             sim[c].append(float(s[:, j].mean()))

@@ -2,7 +2,8 @@
 
 $ python stages/train_sae.py --hook blocks.3.hook_resid_pre
 Metrics on held-out corpus texts go to metrics/sae/<hook>.json, the training
-curve to metrics/sae_curves/<hook>.csv, the SAE (SAELens format) to data/saes/<hook>/.
+curve to metrics/sae_curves/<hook>.csv, the SAE (SAELens format) to
+data/saes/<hook>/. An interrupted run resumes from data/checkpoints/<hook>.pt.
 """
 
 import csv
@@ -15,56 +16,76 @@ import torch
 from sae_workbench.activations import load_activation_set
 from sae_workbench.cli import stage, write_json
 from sae_workbench.data import atomic_write_text
-from sae_workbench.sae import fold_scale, load_sae, reconstruction_metrics, save_for_saelens, train_relu_sae
+from sae_workbench.models import load_model
+from sae_workbench.sae import (
+    ShuffledBuffer, ce_loss_recovered, embedding_fidelity, load_sae, reconstruction_metrics,
+    safetensors_reader, save_for_saelens, train_sae,
+)
+from sae_workbench.features import encode_sparse
+
+CURVE_FIELDS = ["step", "tokens", "mse", "aux", "l0", "dead_frac", "lr"]
 
 
 def args(p):
     p.add_argument("--hook", required=True)
     p.add_argument("--acts", default="data/activations/corpus")
     p.add_argument("--saes", default="data/saes")
+    p.add_argument("--checkpoints", default="data/checkpoints")
     p.add_argument("--metrics", default="metrics/sae")
     p.add_argument("--curves", default="metrics/sae_curves")
 
 
-def split_rows(text_index: np.ndarray, n_texts: int, eval_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out whole texts (not scattered tokens) for evaluation."""
+def split_texts(n_texts: int, eval_frac: float, seed: int) -> np.ndarray:
+    """Boolean [n_texts]: held out from training (whole texts, not scattered tokens)."""
     rng = np.random.default_rng(seed)
     held = np.zeros(n_texts, dtype=bool)
     held[rng.permutation(n_texts)[: max(1, int(round(n_texts * eval_frac)))]] = True
-    is_eval = held[text_index]
-    return np.flatnonzero(~is_eval), np.flatnonzero(is_eval)
+    return held
 
 
 @stage(args)
 def main(args, params):
     """Train or fetch the hook's SAE; write its metrics."""
-    table, acts = load_activation_set(args.acts, params.require_hook(args.hook))
-    train_rows, eval_rows = split_rows(table.text_index, len(table.texts), params.sae.eval_frac, params.seed)
-    x_eval = acts[torch.from_numpy(eval_rows)]
-    out = Path(args.saes) / args.hook
+    hook = params.require_hook(args.hook)
+    table, acts = load_activation_set(args.acts, hook)
+    held = split_texts(len(table.texts), params.sae.eval_frac, params.seed)
+    is_eval = held[table.text_index]
+    x_eval = acts[torch.from_numpy(np.flatnonzero(is_eval))]
+    out = Path(args.saes) / hook
+    curve, dead, extra = [], None, {}
     if params.model.sae_source == "custom":
-        result = train_relu_sae(acts[torch.from_numpy(train_rows)], params.sae, params.seed, desc=f"train_sae {args.hook}")
-        save_for_saelens(fold_scale(result), out, args.hook, params.model.name)
-        dead = result.dead_frac
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(result.curve[0]))
-        w.writeheader()
-        w.writerows(result.curve)
-        atomic_write_text(Path(args.curves) / f"{args.hook}.csv", buf.getvalue())
+        read, _, d_in = safetensors_reader(Path(args.acts) / f"{hook}.safetensors")
+        buffer = ShuffledBuffer(read, np.flatnonzero(~is_eval), params.sae.batch_tokens, params.sae.buffer_tokens, params.seed)
+        result = train_sae(buffer, d_in, params.sae, params.seed, desc=f"train_sae {hook}",
+                           checkpoint=Path(args.checkpoints) / f"{hook}.pt")
+        save_for_saelens(result.sae, result.scale, out, hook, params.model.name)
+        curve, dead = result.curve, result.dead_frac
+        extra = {"architecture": params.sae.architecture, "train_tokens": int((~is_eval).sum()), "steps": result.steps}
     else:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "release.json", {"release": params.model.sae_release, "sae_id": args.hook})
-        atomic_write_text(Path(args.curves) / f"{args.hook}.csv", "step,tokens,mse,l1,l0,lr\n")
-        dead = None
-    sae, _ = load_sae(params.model, args.hook, args.saes)  # through SAELens, as every later stage sees it
-    m = reconstruction_metrics(sae, x_eval)
-    if dead is None:  # pre-trained: never fired on the held-out corpus tokens
-        from sae_workbench.features import encode_sparse
+        write_json(out / "release.json", {"release": params.model.sae_release, "sae_id": hook})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CURVE_FIELDS)
+    w.writeheader()
+    w.writerows(curve)
+    atomic_write_text(Path(args.curves) / f"{hook}.csv", buf.getvalue())
 
+    sae, _ = load_sae(params.model, hook, args.saes)  # through SAELens, as every later stage sees it
+    m = reconstruction_metrics(sae, x_eval)
+    if dead is None:  # pre-trained: latents that never fired on the held-out corpus tokens
         ft = encode_sparse(sae, x_eval)
         dead = float((np.bincount(ft.feature, minlength=ft.d_sae) == 0).mean())
+    fidelity = {}
+    n_fid = params.sae.fidelity_texts
+    if n_fid:
+        handle = load_model(params.model)
+        texts = [t["text"] for t, h in zip(table.texts, held) if h][:n_fid]
+        toks = [handle.tokenize(t, params.data.max_tokens) for t in texts]
+        fn = ce_loss_recovered if params.model.has_lm_head else embedding_fidelity
+        fidelity = {k: round(v, 6) for k, v in fn(handle, sae, hook, toks).items()}
     metrics = {
         "source": params.model.sae_source,
+        **extra,
         "d_in": int(sae.cfg.d_in),
         "d_sae": int(sae.cfg.d_sae),
         "l0": round(m["l0"], 4),
@@ -73,10 +94,10 @@ def main(args, params):
         "dead_frac": round(dead, 6),
         "dense_frac": round(m["dense_frac"], 6),
         "eval_tokens": int(m["n_tokens"]),
-        "train_tokens": int(len(train_rows)),
+        "fidelity": fidelity,
     }
-    write_json(Path(args.metrics) / f"{args.hook}.json", metrics)
-    print(f"train_sae {args.hook}: {metrics}")
+    write_json(Path(args.metrics) / f"{hook}.json", metrics)
+    print(f"train_sae {hook}: {metrics}")
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ from conftest import ROOT
 TINY = {
     "hooks": ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"],
     "data": {"corpus_wiki_en": 60, "corpus_wiki_es": 20, "corpus_wiki_fr": 20, "corpus_code": 20, "max_tokens": 64, "batch_size": 16},
-    "sae": {"expansion": 2, "batch_tokens": 256, "epochs": 2},
+    "sae": {"architecture": "topk", "k": 16, "expansion": 2, "batch_tokens": 256, "epochs": 2, "buffer_tokens": 4096,
+            "fidelity_texts": 8, "checkpoint_every": 20},
     "steer": {"hook": "blocks.2.hook_resid_pre", "coefficients": [-2.0, 0.0, 2.0, 4.0], "n_texts": 10},
 }
-SAE_KEYS = {"l0", "explained_variance", "mse", "dead_frac", "dense_frac", "d_sae", "eval_tokens"}
+SAE_KEYS = {"l0", "explained_variance", "mse", "dead_frac", "dense_frac", "d_sae", "eval_tokens", "fidelity", "architecture"}
 ANALYSIS_KEYS = {"l0_per_token", "l0_per_text", "frac_nonzero_raw", "frac_nonzero_sae", "specialists", "specialists_heldout_positive"}
 STEER_KEYS = {"feature", "target_similarity", "target_similarity_slope", "nearest_target_frac", "drift_at_max_coef"}
 
@@ -67,7 +68,8 @@ def test_every_declared_metric_exists_with_its_keys(tiny_run):
         assert SAE_KEYS <= set(files[f"metrics/sae/{h}.json"]["data"])
         assert ANALYSIS_KEYS <= set(files[f"metrics/analysis/{h}.json"]["data"])
         sae = json.loads((tiny_run / f"metrics/sae/{h}.json").read_text())
-        assert 0 < sae["l0"] < sae["d_sae"] and sae["explained_variance"] > 0
+        assert sae["l0"] == pytest.approx(16, abs=0.01) and sae["explained_variance"] > 0
+        assert set(sae["fidelity"]) == {"cos_recon", "cos_zero", "fidelity"} and sae["fidelity"]["cos_recon"] > sae["fidelity"]["cos_zero"]
         an = json.loads((tiny_run / f"metrics/analysis/{h}.json").read_text())
         assert set(an["specialists"]) == {"python", "urls", "math", "non_english", "social", "formal", "conversational"}
     assert STEER_KEYS <= set(files["metrics/steer.json"]["data"])

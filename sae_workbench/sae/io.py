@@ -1,0 +1,84 @@
+"""SAELens interop: export our SAEs through SAELens's own classes and writer,
+and load any SAE (ours from disk, or a pre-trained release) as a SAELens SAE.
+
+Export folds the training-time input scale s into the weights, so the saved
+SAE takes raw activations: W_enc' = s W_enc, b_dec' = b_dec / s, W_dec' = W_dec / s
+(pre-activations, hence TopK choices and JumpReLU thresholds, are unchanged).
+Architectures map to SAELens as relu -> standard, topk -> topk,
+batchtopk -> jumprelu (one learnt threshold for every latent).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from .base import SparseAutoencoder
+
+
+def folded_state(sae: SparseAutoencoder, scale: float) -> dict[str, torch.Tensor]:
+    return {
+        "W_enc": (sae.W_enc.detach() * scale).contiguous(),
+        "b_enc": sae.b_enc.detach().clone(),
+        "W_dec": (sae.W_dec.detach() / scale).contiguous(),
+        "b_dec": (sae.b_dec.detach() / scale).contiguous(),
+        **sae.extra_state_for_export(),
+    }
+
+
+def to_saelens(sae: SparseAutoencoder, scale: float, hook: str, model_name: str):
+    """The equivalent SAELens SAE object (inference class) on raw activations."""
+    from sae_lens.saes.sae import SAE, SAEMetadata
+
+    cfg_cls, extra = sae.saelens_config()
+    cfg = cfg_cls(
+        d_in=sae.d_in, d_sae=sae.d_sae, apply_b_dec_to_input=True,
+        metadata=SAEMetadata(hook_name=hook, model_name=model_name, prepend_bos=False), **extra,
+    )
+    out = SAE.get_sae_class_for_architecture(cfg.architecture())(cfg)
+    out.load_state_dict(folded_state(sae, scale))
+    return out
+
+
+def save_for_saelens(sae: SparseAutoencoder, scale: float, path: str | Path, hook: str, model_name: str) -> None:
+    """cfg.json + sae_weights.safetensors via SAELens's save_model, atomically."""
+    lens = to_saelens(sae, scale, hook, model_name)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        lens.save_model(tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_sae(profile, hook: str, sae_dir: str | Path, device: str = "cpu"):
+    """The SAELens SAE for a hook: ours from disk, or the profile's pre-trained release.
+
+    Returns (sae, neuronpedia_id or None)."""
+    from sae_lens import SAE
+
+    if profile.sae_source == "custom":
+        path = Path(sae_dir) / hook
+        if not (path / "cfg.json").exists():
+            raise ValueError(f"no trained SAE at {path}: run the train_sae stage (dvc repro)")
+        return SAE.load_from_disk(path, device=device), None
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    from ..models import ModelUnavailable, hub_error_line, use_hub_or_cache
+
+    lookup = get_pretrained_saes_directory()[profile.sae_release]
+    if hook not in lookup.saes_map:
+        raise ValueError(f"release {profile.sae_release!r} has no SAE for {hook!r}; it has {', '.join(lookup.saes_map)}")
+    use_hub_or_cache()
+    try:
+        sae = SAE.from_pretrained(profile.sae_release, hook, device=device)
+    except Exception as e:  # offline: hub errors come in many types
+        raise ModelUnavailable(hub_error_line(f"SAE release {profile.sae_release!r}", e)) from None
+    return sae, lookup.neuronpedia_id.get(hook)

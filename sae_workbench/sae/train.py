@@ -1,0 +1,233 @@
+"""Training loop shared by every architecture.
+
+    buffer = ShuffledBuffer(*safetensors_reader(path)[:1], rows, ...)
+    result = train_sae(buffer, d_in, cfg, seed, checkpoint=Path("data/checkpoints/h.pt"))
+
+- Inputs are scaled so that E||x|| = sqrt(d_in) (one scalar, fitted on a
+  sample of training tokens); export folds the scale back into the weights.
+- b_dec starts at the geometric median (or mean) of that sample.
+- Learning rate: linear warm-up, constant, linear decay to 0 (Adam).
+- On CUDA, forward and loss run under bf16 autocast.
+- Unit-norm decoder rows for TopK/BatchTopK, with the gradient component
+  parallel to each row removed before the step.
+- Dead latents: tokens since each latent last fired; dead after
+  dead_window_tokens. They feed AuxK and the dead_frac metric.
+- Checkpoints every checkpoint_every steps (atomic); a run started with the
+  same config, seed and data resumes from the last one and ends bit-identical
+  to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..config import SAEConfig
+from .base import SparseAutoencoder, TrainState
+from .buffer import ShuffledBuffer
+from .relu import ReluSAE
+from .topk import BatchTopKSAE, TopKSAE
+
+
+@dataclass
+class TrainResult:
+    sae: SparseAutoencoder
+    """Trained SAE on the normalised scale (see fold_scale / export)."""
+    scale: float
+    """Inputs were multiplied by this before training."""
+    curve: list[dict]
+    """Logged steps: step, tokens, mse (per dimension, normalised scale), aux, l0, dead_frac, lr."""
+    dead_frac: float
+    """Latents that did not fire over the last dead_window_tokens training tokens."""
+    steps: int
+    finished: bool
+    """False when stopped early by `stop_after` (a checkpoint was written)."""
+    tokens_per_s: float
+    """Training throughput of this run's steps (data loading included)."""
+
+
+def build_sae(cfg: SAEConfig, d_in: int) -> SparseAutoencoder:
+    d_sae = d_in * cfg.expansion
+    if cfg.architecture == "relu":
+        return ReluSAE(d_in, d_sae, cfg.l1_coefficient, cfg.l1_warmup_frac)
+    if cfg.architecture == "topk":
+        return TopKSAE(d_in, d_sae, cfg.k, cfg.aux_coefficient)
+    return BatchTopKSAE(d_in, d_sae, cfg.k, cfg.aux_coefficient)
+
+
+def geometric_median(x: torch.Tensor, iters: int = 100, eps: float = 1e-6) -> torch.Tensor:
+    """Weiszfeld's algorithm: the point minimising the sum of Euclidean distances."""
+    m = x.mean(0)
+    for _ in range(iters):
+        w = 1.0 / (x - m).norm(dim=1).clamp(min=eps)
+        new = (w[:, None] * x).sum(0) / w.sum()
+        if (new - m).norm() < eps * max(1.0, float(m.norm())):
+            return new
+        m = new
+    return m
+
+
+def lr_factor(step: int, total: int, warmup_frac: float, decay_frac: float) -> float:
+    warm = int(total * warmup_frac)
+    if step < warm:
+        return (step + 1) / warm
+    decay_start = int(total * (1 - decay_frac))
+    if decay_frac == 0 or step < decay_start:
+        return 1.0
+    return max(0.0, (total - step) / max(1, total - decay_start))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("sae.device is 'cuda' but no CUDA device is available: use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def make_optimizer(sae: SparseAutoencoder, lr: float) -> torch.optim.Adam:
+    """Adam; on a GPU its fused kernel (one launch for all parameters)."""
+    fused = next(sae.parameters()).is_cuda
+    return torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.9, 0.999), fused=fused or None)
+
+
+def optimisation_step(sae: SparseAutoencoder, opt, x: torch.Tensor, state: TrainState, autocast):
+    """One step: loss, backward, decoder-gradient projection, Adam, renormalisation.
+    Nothing here waits for the GPU (no .item()), so steps queue back to back."""
+    with autocast:
+        out = sae(x)
+        parts = sae.loss(x, out, state)
+    opt.zero_grad(set_to_none=True)
+    parts.total.backward()
+    if sae.unit_norm_decoder:
+        sae.remove_gradient_parallel_to_decoder()
+    opt.step()
+    if sae.unit_norm_decoder:
+        sae.set_decoder_norm_to_unit()
+    return out, parts
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def train_sae(
+    buffer: ShuffledBuffer,
+    d_in: int,
+    cfg: SAEConfig,
+    seed: int,
+    desc: str = "train_sae",
+    checkpoint: Path | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train one SAE on the buffer's rows. `stop_after` (tests) stops after that
+    many steps with a checkpoint written, as an interruption would."""
+    device = resolve_device(cfg.device)
+    # on a GPU the matmuls run in bf16 (weights and optimizer state stay fp32)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    torch.manual_seed(seed)
+    sample = buffer.sample(32768)
+    scale = math.sqrt(d_in) / sample.norm(dim=1).mean().item()
+    sae = build_sae(cfg, d_in)
+    with torch.no_grad():
+        if cfg.b_dec_init == "geometric_median":
+            sae.b_dec.copy_(geometric_median(sample * scale))
+        elif cfg.b_dec_init == "mean":
+            sae.b_dec.copy_((sample * scale).mean(0))
+    if sae.unit_norm_decoder:
+        sae.set_decoder_norm_to_unit()
+    sae.to(device).train()
+    opt = make_optimizer(sae, cfg.lr)
+    total = buffer.n_rows * cfg.epochs // cfg.batch_tokens
+    since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=device)
+    curve: list[dict] = []
+    fingerprint = hashlib.sha256(
+        json.dumps([asdict(cfg), seed, buffer.n_rows, d_in, round(scale, 9)], sort_keys=True).encode()
+    ).hexdigest()
+    start = 0
+    if checkpoint is not None and checkpoint.exists():
+        ck = torch.load(checkpoint, map_location=device, weights_only=False)
+        if ck.get("fingerprint") == fingerprint:
+            sae.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["opt"])
+            since_fired, curve, start = ck["since_fired"].to(device), ck["curve"], ck["step"]
+
+    def state() -> dict:
+        return {"fingerprint": fingerprint, "step": step, "model": sae.state_dict(), "opt": opt.state_dict(),
+                "since_fired": since_fired, "curve": curve}
+
+    log_every = max(1, total // 50)
+    step, trained, t0 = 0, 0, time.perf_counter()
+    bar = tqdm(total=total, initial=start, desc=desc, unit="step")
+    done = False
+    for epoch in range(cfg.epochs):
+        for x in buffer.batches(epoch):
+            if step >= total:
+                break
+            if step < start:  # resuming: these batches were seen before the interruption
+                step += 1
+                continue
+            if stop_after is not None and trained >= stop_after:
+                done = True
+                break
+            x = x.to(device, non_blocking=True) * scale
+            lr = cfg.lr * lr_factor(step, total, cfg.lr_warmup_frac, cfg.lr_decay_frac)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            dead = since_fired >= cfg.dead_window_tokens
+            out, parts = optimisation_step(sae, opt, x, TrainState(step, total, dead), autocast)
+            with torch.no_grad():
+                since_fired += x.shape[0]
+                if out.idx is None:
+                    since_fired[(out.vals > 0).any(0)] = 0
+                else:
+                    since_fired[out.idx[out.vals > 0]] = 0
+            if step % log_every == 0 or step == total - 1:
+                rec = {
+                    "step": step,
+                    "tokens": (step + 1) * cfg.batch_tokens,
+                    "mse": round(parts.mse.item() / d_in, 6),
+                    "aux": round(parts.sparsity.item(), 6),
+                    "l0": round(float(parts.l0), 3),
+                    "dead_frac": round(dead.float().mean().item(), 6),
+                    "lr": lr,
+                }
+                curve.append(rec)
+                bar.set_postfix(l0=rec["l0"], mse=rec["mse"])
+            step += 1
+            trained += 1
+            bar.update(1)
+            if checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                _save_checkpoint(checkpoint, state())
+        if done or step >= total:
+            break
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    finished = not done
+    if checkpoint is not None:
+        if finished:
+            checkpoint.unlink(missing_ok=True)
+        else:
+            _save_checkpoint(checkpoint, state())
+    seen = min(cfg.dead_window_tokens, step * cfg.batch_tokens)
+    sae.eval()
+    return TrainResult(
+        sae=sae.cpu(),
+        scale=scale,
+        curve=curve,
+        dead_frac=float((since_fired >= seen).float().mean()),
+        steps=step,
+        finished=finished,
+        tokens_per_s=trained * cfg.batch_tokens / max(elapsed, 1e-9),
+    )

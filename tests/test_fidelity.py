@@ -1,0 +1,52 @@
+"""Downstream fidelity on the real MiniLM and a random GPT-2-shaped model:
+a perfect reconstruction scores 1, a useless one about 0."""
+
+import torch
+
+from sae_workbench.sae import ce_loss_recovered, embedding_fidelity
+
+from test_gpt2_path import _bos_text
+
+TEXTS = ["def f(x):\n    return x * 2", "The committee shall convene on Monday.", "lol same 😂", "∫ x dx = x²/2 + C"]
+
+
+class Perfect:
+    def encode(self, x):
+        return x
+
+    def decode(self, f):
+        return f
+
+
+class Constant:
+    """Reconstructs every token as the same vector."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def encode(self, x):
+        return x
+
+    def decode(self, f):
+        return self.v.expand_as(f)
+
+
+def test_embedding_fidelity_bounds(minilm):
+    toks = [minilm.tokenize(t, 64) for t in TEXTS]
+    hook = "blocks.3.hook_resid_pre"
+    perfect = embedding_fidelity(minilm, Perfect(), hook, toks)
+    assert abs(perfect["cos_recon"] - 1) < 1e-5 and abs(perfect["fidelity"] - 1) < 1e-4
+    assert perfect["cos_zero"] < 0.99
+    zero_like = embedding_fidelity(minilm, Constant(torch.zeros(384)), hook, toks)
+    assert abs(zero_like["fidelity"]) < 1e-4  # reconstructing zeros is the ablation
+    worse = embedding_fidelity(minilm, Constant(torch.randn(384) * 5), hook, toks)
+    assert worse["fidelity"] < perfect["fidelity"]
+
+
+def test_ce_loss_recovered_bounds(tiny_gpt2):
+    toks = [_bos_text(range(3, 30)), _bos_text(range(40, 52))]
+    hook = "blocks.2.hook_resid_pre"
+    perfect = ce_loss_recovered(tiny_gpt2, Perfect(), hook, toks)
+    assert abs(perfect["ce_recon"] - perfect["ce_clean"]) < 1e-4 and abs(perfect["fidelity"] - 1) < 1e-3
+    zero_like = ce_loss_recovered(tiny_gpt2, Constant(torch.zeros(64)), hook, toks)
+    assert abs(zero_like["fidelity"]) < 1e-3
