@@ -8,8 +8,8 @@ Reads every experiment (and the workspace) from `dvc exp show --json`, takes
 each hook's L0 and explained variance from metrics/sae/<hook>.json and the
 architecture, k, L1 coefficient and width from its params, and writes
 frontier.csv and frontier.html (plotly, offline) under --out. Points are
-grouped per architecture and hook; each curve joins that group's points in
-order of L0.
+grouped per architecture, hook and epoch count; each curve joins that
+group's points in order of L0.
 """
 
 import argparse
@@ -49,11 +49,12 @@ def rows_from_exp_show(data: list) -> list[dict]:
                     "k": sae.get("k"),
                     "l1_coefficient": sae.get("l1_coefficient"),
                     "expansion": sae.get("expansion"),
+                    "epochs": sae.get("epochs"),
                     "l0": md["l0"],
                     "explained_variance": md["explained_variance"],
                 })
     # the same run can appear twice (workspace and its commit): keep one
-    uniq = {(r["hook"], r["architecture"], r["k"], r["l1_coefficient"], r["expansion"], r["l0"]): r for r in rows}
+    uniq = {(r["hook"], r["architecture"], r["k"], r["l1_coefficient"], r["expansion"], r["epochs"], r["l0"]): r for r in rows}
     return sorted(uniq.values(), key=lambda r: (r["hook"], r["architecture"], r["l0"]))
 
 
@@ -74,12 +75,12 @@ def main() -> None:
         w.writeheader()
         w.writerows(rows)
     fig = go.Figure()
-    for key in sorted({(r["hook"], r["architecture"]) for r in rows}):
-        pts = [r for r in rows if (r["hook"], r["architecture"]) == key]
+    for key in sorted({(r["hook"], r["architecture"], r["epochs"]) for r in rows}):
+        pts = [r for r in rows if (r["hook"], r["architecture"], r["epochs"]) == key]
         label = [f"k={p['k']}" if p["architecture"] != "relu" else f"l1={p['l1_coefficient']}" for p in pts]
         label = [f"{lab}, x{p['expansion']}" for lab, p in zip(label, pts)]
         fig.add_trace(go.Scatter(x=[p["l0"] for p in pts], y=[p["explained_variance"] for p in pts], mode="lines+markers",
-                                 name=f"{key[1]} @ {key[0]}", text=label))
+                                 name=f"{key[1]} @ {key[0]} ({key[2]} epochs)", text=label))
     fig.update_layout(title="L0 vs explained variance (held-out corpus tokens)", xaxis_title="L0", yaxis_title="explained variance")
     (out / "frontier.html").write_text(f"<html><head><meta charset='utf-8'></head><body>{plotly_js_once()}{figure_html(fig)}</body></html>")
     print(f"{'hook':26s} {'arch':10s} {'k':>4s} {'l1':>5s} {'x':>3s} {'L0':>7s} {'EV':>7s}")

@@ -123,6 +123,9 @@ class SAEConfig:
     """topk/batchtopk: weight of the AuxK loss for dead latents (Gao et al.: 1/32)."""
     lr: float = 4e-3
     """Adam learning rate after warm-up, before the final linear decay."""
+    decoder_lr_mult: float = 4.0
+    """The decoder's learning rate is lr times this (unit-norm decoder rows
+    move slowly in direction at the encoder's rate)."""
     lr_warmup_frac: float = 0.02
     """Fraction of steps over which the learning rate ramps linearly from 0."""
     lr_decay_frac: float = 0.2
@@ -157,6 +160,8 @@ class SAEConfig:
             raise ValueError("sae.l1_coefficient and sae.aux_coefficient must be >= 0")
         if not 0 < self.lr < 1:
             raise ValueError(f"sae.lr must be in (0, 1), got {self.lr}")
+        if not 0 < self.decoder_lr_mult <= 100:
+            raise ValueError(f"sae.decoder_lr_mult must be in (0, 100], got {self.decoder_lr_mult}")
         if self.batch_tokens < 1 or self.epochs < 1:
             raise ValueError("sae.batch_tokens and sae.epochs must be >= 1")
         if self.buffer_tokens < self.batch_tokens:

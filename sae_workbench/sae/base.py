@@ -66,6 +66,8 @@ class SparseAutoencoder(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(d_in))
 
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and not x.requires_grad:
+            return EncoderPreActs.apply(x, self.W_enc, self.b_enc, self.b_dec)
         # addmm: one fused op, and under bf16 autocast the result stays bf16
         return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
 
@@ -106,6 +108,32 @@ class SparseAutoencoder(nn.Module):
             return
         g, w = self.W_dec.grad, self.W_dec.data
         g -= (g * w).sum(dim=1, keepdim=True) * w
+
+
+class EncoderPreActs(torch.autograd.Function):
+    """pre = (x - b_dec) @ W_enc + b_enc, for training (x needs no gradient).
+
+    Autograd would get b_dec's gradient through a full [batch, d_in] input
+    gradient, g @ W_enc^T, a third matmul as large as the forward; since
+    b_dec is shared by every row, -W_enc @ sum_rows(g) gives the same in a
+    matrix-vector product. Under autocast the matmuls run in its dtype."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(ctx, x, W_enc, b_enc, b_dec):
+        xc = x - b_dec
+        dtype = torch.get_autocast_dtype("cuda") if x.is_cuda and torch.is_autocast_enabled("cuda") else W_enc.dtype
+        ctx.save_for_backward(xc.to(dtype), W_enc)
+        return torch.addmm(b_enc.to(dtype), xc.to(dtype), W_enc.to(dtype))
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, g):
+        xc, W_enc = ctx.saved_tensors
+        g_sum = g.sum(0)
+        grad_W = (xc.t() @ g.to(xc.dtype)).to(W_enc.dtype)
+        grad_b_dec = -(W_enc @ g_sum.to(W_enc.dtype))
+        return None, grad_W, g_sum.to(W_enc.dtype), grad_b_dec
 
 
 def sparse_decode(idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:

@@ -93,10 +93,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(sae: SparseAutoencoder, lr: float) -> torch.optim.Adam:
-    """Adam; on a GPU its fused kernel (one launch for all parameters)."""
+def make_optimizer(sae: SparseAutoencoder, lr: float, decoder_lr_mult: float = 1.0) -> torch.optim.Adam:
+    """Adam; on a GPU its fused kernel (one launch for all parameters). The
+    decoder's group carries `lr_mult`, applied on top of the schedule."""
     fused = next(sae.parameters()).is_cuda
-    return torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.9, 0.999), fused=fused or None)
+    others = [p for n, p in sae.named_parameters() if n != "W_dec"]
+    groups = [{"params": others, "lr_mult": 1.0}, {"params": [sae.W_dec], "lr_mult": decoder_lr_mult}]
+    return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), fused=fused or None)
 
 
 def optimisation_step(sae: SparseAutoencoder, opt, x: torch.Tensor, state: TrainState, autocast):
@@ -148,7 +151,7 @@ def train_sae(
     if sae.unit_norm_decoder:
         sae.set_decoder_norm_to_unit()
     sae.to(device).train()
-    opt = make_optimizer(sae, cfg.lr)
+    opt = make_optimizer(sae, cfg.lr, cfg.decoder_lr_mult)
     total = buffer.n_rows * cfg.epochs // cfg.batch_tokens
     since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=device)
     curve: list[dict] = []
@@ -184,7 +187,7 @@ def train_sae(
             x = x.to(device, non_blocking=True) * scale
             lr = cfg.lr * lr_factor(step, total, cfg.lr_warmup_frac, cfg.lr_decay_frac)
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g["lr_mult"]
             dead = since_fired >= cfg.dead_window_tokens
             out, parts = optimisation_step(sae, opt, x, TrainState(step, total, dead), autocast)
             with torch.no_grad():
