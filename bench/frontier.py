@@ -40,12 +40,13 @@ def rows_from_exp_show(data: list) -> list[dict]:
                 if not path.startswith("metrics/sae/") or "data" not in m:
                     continue
                 md = m["data"]
-                if "l0" not in md or md.get("source") != "custom":
-                    continue
+                arch = md.get("architecture", sae.get("architecture"))
+                if "l0" not in md or md.get("source") != "custom" or arch is None:
+                    continue  # pre-trained SAEs, or runs from before architectures were recorded
                 rows.append({
                     "experiment": run.get("name") or d.get("rev") or "workspace",
                     "hook": Path(path).stem,
-                    "architecture": md.get("architecture", sae.get("architecture")),
+                    "architecture": arch,
                     "k": sae.get("k"),
                     "l1_coefficient": sae.get("l1_coefficient"),
                     "expansion": sae.get("expansion"),
@@ -83,9 +84,10 @@ def main() -> None:
                                  name=f"{key[1]} @ {key[0]} ({key[2]} epochs)", text=label))
     fig.update_layout(title="L0 vs explained variance (held-out corpus tokens)", xaxis_title="L0", yaxis_title="explained variance")
     (out / "frontier.html").write_text(f"<html><head><meta charset='utf-8'></head><body>{plotly_js_once()}{figure_html(fig)}</body></html>")
-    print(f"{'hook':26s} {'arch':10s} {'k':>4s} {'l1':>5s} {'x':>3s} {'L0':>7s} {'EV':>7s}")
+    print(f"{'hook':26s} {'arch':10s} {'k':>4s} {'l1':>5s} {'x':>3s} {'ep':>3s} {'L0':>7s} {'EV':>7s}  (k only acts for topk/batchtopk, l1 only for relu)")
     for p in rows:
-        print(f"{p['hook']:26s} {p['architecture']:10s} {str(p['k']):>4s} {str(p['l1_coefficient']):>5s} {str(p['expansion']):>3s} {p['l0']:7.1f} {p['explained_variance']:7.4f}")
+        print(f"{p['hook']:26s} {p['architecture']:10s} {str(p['k']):>4s} {str(p['l1_coefficient']):>5s} {str(p['expansion']):>3s} "
+              f"{str(p['epochs']):>3s} {p['l0']:7.1f} {p['explained_variance']:7.4f}")
     print(f"wrote {out / 'frontier.csv'} and {out / 'frontier.html'}")
 
 
