@@ -80,3 +80,19 @@ def test_unknown_hook_rejected(minilm):
         minilm.check_hooks(["blocks.1.hook_nonsense"])
     with pytest.raises(ValueError, match="does not exist"):
         minilm.check_hooks(["blocks.9.hook_resid_pre"])
+
+
+@pytest.mark.parametrize("fixture", ["minilm", "tiny_gpt2"])
+def test_forward_pass_stops_after_the_deepest_hook(fixture, request):
+    handle = request.getfixturevalue(fixture)
+    calls = []
+    blocks = handle.model.blocks
+    handles = [b.register_forward_hook(lambda m, i, o, n=n: calls.append(n)) for n, b in enumerate(blocks)]
+    try:
+        ids = torch.tensor([[1, 5, 6, 7, 2]])
+        out = handle.run_hooks(ids, torch.ones_like(ids), ["blocks.0.hook_resid_pre", "blocks.1.hook_mlp_out"])
+    finally:
+        for h in handles:
+            h.remove()
+    assert set(out) == {"blocks.0.hook_resid_pre", "blocks.1.hook_mlp_out"}
+    assert calls == [0, 1]  # blocks 2.. never ran
