@@ -21,7 +21,6 @@ from sae_workbench.sae import (
     ShuffledBuffer, ce_loss_recovered, embedding_fidelity, load_sae, reconstruction_metrics,
     safetensors_reader, save_for_saelens, train_sae,
 )
-from sae_workbench.features import encode_sparse
 
 CURVE_FIELDS = ["step", "tokens", "mse", "aux", "l0", "dead_frac", "lr"]
 
@@ -73,8 +72,7 @@ def main(args, params):
     sae, _ = load_sae(params.model, hook, args.saes)  # through SAELens, as every later stage sees it
     m = reconstruction_metrics(sae, x_eval)
     if dead is None:  # pre-trained: latents that never fired on the held-out corpus tokens
-        ft = encode_sparse(sae, x_eval)
-        dead = float((np.bincount(ft.feature, minlength=ft.d_sae) == 0).mean())
+        dead = m["never_fired_frac"]
     fidelity = {}
     n_fid = params.sae.fidelity_texts
     if n_fid:

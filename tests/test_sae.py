@@ -10,7 +10,7 @@ import torch
 
 from sae_workbench.config import ProfileConfig, SAEConfig
 from sae_workbench.sae import (
-    BatchTopKSAE, ReluSAE, ShuffledBuffer, TopKSAE, build_sae, geometric_median, load_sae,
+    ShuffledBuffer, TopKSAE, build_sae, geometric_median, load_sae,
     reconstruction_metrics, save_for_saelens, tensor_reader, to_saelens, train_sae,
 )
 from sae_workbench.sae.base import TrainState
@@ -53,6 +53,9 @@ def test_explained_variance_definition():
     x = torch.rand(500, 16)
     m = reconstruction_metrics(Identity(), x)
     assert abs(m["explained_variance"] - 1.0) < 1e-9 and m["mse"] == 0
+    x[:, :4] = -1.0  # Identity.encode clamps these to 0: four latents never fire
+    assert reconstruction_metrics(Identity(), x)["never_fired_frac"] == 4 / 16
+    x = torch.rand(500, 16)
     m = reconstruction_metrics(Identity(mean=x.mean(0)), x)
     assert abs(m["explained_variance"]) < 1e-5  # predicting the mean explains nothing
 

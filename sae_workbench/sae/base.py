@@ -23,9 +23,10 @@ class SAEOutput(NamedTuple):
     x_hat: torch.Tensor
     """Reconstruction [batch, d_in]."""
     idx: torch.Tensor | None
-    """Active latents [batch, k] for TopK (None for dense architectures)."""
+    """Kept latents: [batch, k] for TopK, flat [n_kept] for BatchTopK (the
+    count varies per token), None for dense architectures."""
     vals: torch.Tensor
-    """Their activations [batch, k]; dense architectures: all features [batch, d_sae]."""
+    """Their activations, shaped like idx; dense architectures: all features [batch, d_sae]."""
     pre: torch.Tensor
     """Pre-activations [batch, d_sae]."""
 

@@ -7,6 +7,7 @@ On held-out corpus tokens, special tokens excluded, raw activation scale:
                         batch; libraries differ on this, so we state ours)
     mse                 mean over tokens and dimensions of (x - x_hat)^2
     dense_frac          latents firing on > 10% of the evaluated tokens
+    never_fired_frac    latents firing on none of the evaluated tokens
     dead_frac           (from training) latents silent over the last
                         dead_window_tokens training tokens
 
@@ -52,6 +53,7 @@ def reconstruction_metrics(sae, acts: torch.Tensor, batch: int = 8192) -> dict[s
         "explained_variance": 1.0 - sse / tot,
         "mse": sse / (n * d),
         "dense_frac": float((fire_counts / n > 0.10).float().mean()),
+        "never_fired_frac": float((fire_counts == 0).float().mean()),
         "n_tokens": n,
     }
 
