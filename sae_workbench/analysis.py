@@ -12,7 +12,11 @@ Definitions (n = kept tokens, i.e. special tokens excluded):
     specialist score  score(f, c) = mean_{t in c} s(t, f) - mean_{t not in c} s(t, f)
                       (the seed's "strong inside the category minus outside").
                       The specialist of c is argmax_f over the *train* texts;
-                      its score is then re-measured on the held-out texts.
+                      its score is then re-measured on the held-out texts,
+                      with a bootstrap interval and a permutation p-value
+                      (see "statistics" below).
+    co-activation     Jaccard / PMI of the token sets two features fire on
+    coverage(k)       fraction of tokens on which one of the k most frequent features fires
 """
 
 from __future__ import annotations
@@ -88,30 +92,36 @@ def find_specialists(
 def analyze_hook(
     ft: FeatureTable,
     raw_acts: np.ndarray,
-    text_index: np.ndarray,
-    texts: list[dict],
-    top_k: int,
-    min_active_tokens: int,
+    table,
+    cfg,
+    rng: np.random.Generator,
+    unembed: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
 ) -> tuple[dict, dict]:
-    """All per-hook analyses. Returns (metrics: flat-ish numbers for DVC,
-    details: rankings and specialists for figures and the report)."""
+    """All per-hook analyses of the labelled texts.
+
+    table: the activation set's TokenTable (texts, text_index, position);
+    cfg: AnalysisConfig; unembed: (W_dec [d_sae, d], W_U [d, vocab], vocab) for
+    models with an LM head, else None. Returns (metrics: numbers for DVC,
+    details: rankings, specialists, co-activation and feature cards for the report)."""
+    texts, text_index = table.texts, table.text_index
     n_texts = len(texts)
     stats = feature_stats(ft)
-    sel = selectivity(stats, min_active_tokens)
+    sel = selectivity(stats, cfg.min_active_tokens)
     strength = ft.per_text_max(text_index, n_texts)
     labels = [t["category"] for t in texts]
     splits = [t["split"] for t in texts]
-    specialists = find_specialists(strength, labels, splits)
+    specialists = specialist_statistics(strength, labels, splits, rng, cfg.n_bootstrap, cfg.n_permutations, cfg.alpha)
+    count = specialists.pop("_count")
     for v in specialists.values():
         v["max_act"] = float(stats["max_act"][v["feature"]])
 
     l0_tok = np.bincount(ft.row, minlength=ft.n_rows)
     l0_text = (strength > 0).sum(1)
     rank = {
-        "strongest": top_features(stats["max_act"], top_k),
-        "most_frequent": top_features(stats["frequency"], top_k),
-        "most_selective": top_features(sel, top_k),
-        "composite": top_features(stats["composite"], top_k),
+        "strongest": top_features(stats["max_act"], cfg.top_k),
+        "most_frequent": top_features(stats["frequency"], cfg.top_k),
+        "most_selective": top_features(sel, cfg.top_k),
+        "composite": top_features(stats["composite"], cfg.top_k),
     }
 
     def describe(f: int) -> dict:
@@ -129,32 +139,370 @@ def analyze_hook(
             "top_text": texts[int(text_index[r])]["id"],
         }
 
-    # score_matrix[c][j]: train-split score for category c of category j's specialist
-    tr = np.asarray(splits) == "train"
-    tr_labels = [lab for lab, s in zip(labels, splits) if s == "train"]
+    # score_matrix[c][j]: held-out score for category c of category j's specialist
+    ho = np.asarray(splits) == "heldout"
+    ho_labels = [lab for lab, s in zip(labels, splits) if s == "heldout"]
     spec_feats = [specialists[c]["feature"] for c in CATEGORIES]
-    score_matrix = {c: specialist_scores(strength[tr][:, spec_feats], tr_labels, c).tolist() for c in CATEGORIES}
+    score_matrix = {c: specialist_scores(strength[ho][:, spec_feats], ho_labels, c).tolist() for c in CATEGORIES}
+
+    card_feats = list(dict.fromkeys(spec_feats + rank["strongest"][: cfg.card_strongest]))
+    cards = {}
+    for f in card_feats:
+        card = feature_card(ft, texts, text_index, table.position, f, cfg.card_top_tokens, cfg.card_bins)
+        if unembed is not None:
+            W_dec, W_U, vocab = unembed
+            card["logit_effects"] = logit_effects(W_dec[f], W_U, vocab, cfg.card_top_tokens)
+        cards[str(f)] = card
+    pairs = coactivation(ft, cfg.coact_min_tokens, cfg.top_k)
     details = {
         "rankings": {k: [describe(f) for f in v] for k, v in rank.items()},
         "specialists": specialists,
+        "specialist_count": count,
         "specialist_score_matrix": score_matrix,
+        "coactivation": pairs,
+        "cards": cards,
         "neuronpedia": ft.neuronpedia,
     }
-    n_pos = sum(v["heldout_score"] > 0 for v in specialists.values())
+    r6 = lambda x: round(float(x), 6)  # noqa: E731
     metrics = {
         "n_tokens": int(ft.n_rows),
         "n_texts": n_texts,
         "d_sae": int(ft.d_sae),
-        "frac_nonzero_raw": float((np.abs(raw_acts) > 1e-6).mean()),
-        "frac_nonzero_sae": float(len(ft.value) / max(1, ft.n_rows * ft.d_sae)),
-        "l0_per_token": float(l0_tok.mean()),
-        "l0_per_text": float(l0_text.mean()),
+        "frac_nonzero_raw": r6((np.abs(raw_acts) > 1e-6).mean()),
+        "frac_nonzero_sae": r6(len(ft.value) / max(1, ft.n_rows * ft.d_sae)),
+        "l0_per_token": r6(l0_tok.mean()),
+        "l0_per_text": r6(l0_text.mean()),
         "alive_features": int((stats["count"] > 0).sum()),
-        "top_strongest_act": float(stats["max_act"].max()),
-        "specialists_heldout_positive": int(n_pos),
+        "top_strongest_act": r6(stats["max_act"].max()),
+        "top_frequency": r6(stats["frequency"].max()),
+        "top_coactivation_jaccard": r6(pairs[0]["jaccard"]) if pairs else 0.0,
+        "coverage_top_frequent": {k: r6(v) for k, v in coverage(stats, ft).items()},
+        "specialists_heldout_positive": count["positive"],
+        "specialists_heldout_positive_ci_low": count["positive_ci"][0],
+        "specialists_heldout_positive_ci_high": count["positive_ci"][1],
+        "specialists_significant": count["significant"],
+        "mean_heldout_auroc": r6(np.mean([v["heldout_auroc"] for v in specialists.values()])),
         "specialists": {
-            c: {"feature": v["feature"], "train_score": round(v["train_score"], 6), "heldout_score": round(v["heldout_score"], 6)}
+            c: {
+                "feature": v["feature"],
+                "train_score": r6(v["train_score"]),
+                "heldout_score": r6(v["heldout_score"]),
+                "ci_low": r6(v["ci_low"]),
+                "ci_high": r6(v["ci_high"]),
+                "heldout_auroc": r6(v["heldout_auroc"]),
+                "p_value": r6(v["p_value"]),
+                "significant": v["significant"],
+            }
             for c, v in specialists.items()
         },
     }
     return metrics, details
+
+
+# ---------------------------------------------------------------- statistics
+#
+# The seed picked, among thousands of features, the one that best separates a
+# category's texts and scored it on those same texts: a winner's-curse number.
+# Here the specialist is selected on the train split and scored on the held-out
+# split, with
+#   - a bootstrap 95% interval: held-out texts resampled with replacement within
+#     each category (B resamples), the specialist's held-out score recomputed;
+#   - a permutation p-value whose null repeats the *whole* search: category
+#     labels shuffled within each split, the best feature re-selected on the
+#     shuffled train split and scored on the shuffled held-out split;
+#     p = (1 + #{null >= observed}) / (1 + P).
+#   - held-out AUROC: probability that a random held-out text of the category
+#     has a higher strength than a random held-out text outside it (ties 1/2).
+#     Scale-free, so it compares hooks whose activations differ in size.
+# A specialist is *significant* when its held-out score is > 0 and p < alpha.
+
+
+def _category_scores(strength: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """[n_cat, d]: mean strength inside each category minus mean outside.
+    onehot: [n_cat, n_texts] 0/1 (rows may be batched: [P, n_cat, n_texts])."""
+    n_in = onehot.sum(-1, keepdims=True)
+    n = onehot.shape[-1]
+    inside = onehot @ strength
+    total = strength.sum(0)
+    return inside / n_in - (total - inside) / (n - n_in)
+
+
+def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(pos > neg) + P(pos == neg) / 2 over all pairs (Mann-Whitney U / n_pos n_neg)."""
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    d = pos[:, None] - neg[None, :]
+    return float(((d > 0).sum() + 0.5 * (d == 0).sum()) / d.size)
+
+
+def specialist_statistics(
+    strength: np.ndarray,
+    labels: list[str],
+    splits: list[str],
+    rng: np.random.Generator,
+    n_boot: int = 1000,
+    n_perm: int = 1000,
+    alpha: float = 0.05,
+    categories=CATEGORIES,
+) -> dict[str, dict]:
+    """find_specialists plus, per category: held-out AUROC, bootstrap interval,
+    permutation p-value and the significance verdict. Also, under the key
+    "_count", the bootstrap interval of the number of positive held-out scores."""
+    spec = find_specialists(strength, labels, splits, categories)
+    sp, lab = np.asarray(splits), np.asarray(labels)
+    tr, ho = sp == "train", sp == "heldout"
+    S_tr, S_ho = strength[tr].astype(np.float64), strength[ho].astype(np.float64)
+    lab_tr, lab_ho = lab[tr], lab[ho]
+    cats = list(categories)
+    feats = np.array([spec[c]["feature"] for c in cats])
+
+    # bootstrap: resample held-out texts within each category
+    groups = [np.flatnonzero(lab_ho == c) for c in cats]
+    boot = np.empty((n_boot, len(cats)))
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+        Y = (lab_ho[idx][None, :] == np.asarray(cats)[:, None]).astype(np.float64)
+        sc = _category_scores(S_ho[idx][:, feats], Y)  # [n_cat, n_cat]
+        boot[b] = np.diag(sc)
+
+    # permutation: shuffle labels within each split, redo selection and held-out scoring
+    observed = np.array([spec[c]["heldout_score"] for c in cats])
+    exceed = np.zeros(len(cats))
+    for _ in range(n_perm):
+        ptr, pho = rng.permutation(lab_tr), rng.permutation(lab_ho)
+        Ytr = (ptr[None, :] == np.asarray(cats)[:, None]).astype(np.float64)
+        Yho = (pho[None, :] == np.asarray(cats)[:, None]).astype(np.float64)
+        best = _category_scores(S_tr, Ytr).argmax(1)  # re-selected feature per category
+        null = np.diag(_category_scores(S_ho[:, best], Yho))
+        exceed += null >= observed - 1e-12
+    pvals = (1 + exceed) / (1 + n_perm)
+
+    for j, c in enumerate(cats):
+        f = spec[c]["feature"]
+        lo, hi = np.percentile(boot[:, j], [2.5, 97.5])
+        spec[c].update(
+            heldout_auroc=auroc(S_ho[lab_ho == c, f], S_ho[lab_ho != c, f]),
+            ci_low=float(lo),
+            ci_high=float(hi),
+            p_value=float(pvals[j]),
+            significant=bool(observed[j] > 0 and pvals[j] < alpha),
+        )
+    counts = (boot > 0).sum(1)
+    spec["_count"] = {
+        "positive": int((observed > 0).sum()),
+        "significant": int(sum(spec[c]["significant"] for c in cats)),
+        "positive_ci": [float(np.percentile(counts, 2.5)), float(np.percentile(counts, 97.5))],
+    }
+    return spec
+
+
+# ---------------------------------------------------------------- co-activation
+
+
+def coactivation(ft: FeatureTable, min_count: int, top_n: int) -> list[dict]:
+    """Top feature pairs by Jaccard similarity of the token sets they fire on.
+
+    jaccard(i, j) = |T_i ∩ T_j| / |T_i ∪ T_j|,  pmi(i, j) = log(n |T_i ∩ T_j| / (|T_i| |T_j|)),
+    over the n kept tokens; pairs co-firing on fewer than min_count tokens are ignored."""
+    from scipy import sparse
+
+    B = sparse.csr_matrix(
+        (np.ones(len(ft.feature), dtype=np.float32), (ft.row, ft.feature)), shape=(ft.n_rows, ft.d_sae)
+    )
+    B.data[:] = 1.0  # duplicate (row, feature) entries count once
+    count = np.asarray(B.sum(0)).ravel()
+    C = sparse.triu(B.T @ B, k=1).tocoo()
+    keep = C.data >= min_count
+    i, j, c = C.row[keep], C.col[keep], C.data[keep].astype(np.float64)
+    jac = c / (count[i] + count[j] - c)
+    order = np.lexsort((j, i, -jac))[:top_n]
+    n = max(ft.n_rows, 1)
+    return [
+        {
+            "a": int(i[o]),
+            "b": int(j[o]),
+            "jaccard": float(jac[o]),
+            "pmi": float(np.log(n * c[o] / (count[i[o]] * count[j[o]]))),
+            "co_tokens": int(c[o]),
+        }
+        for o in order
+    ]
+
+
+# ---------------------------------------------------------------- concept search
+
+
+def concept_search(strength_examples: np.ndarray, strength_rest: np.ndarray, top_n: int = 10) -> list[dict]:
+    """Rank features for example texts against reference texts, strength-weighted.
+
+    score(f) = mean over examples of s(t, f) - mean over the rest of s(t, f), where
+    s(t, f) is f's strongest activation in text t (the specialist score with the
+    examples as the category); also the fraction of examples where f fires."""
+    if len(strength_examples) == 0 or len(strength_rest) == 0:
+        raise ValueError("concept search needs at least one example text and one reference text")
+    score = strength_examples.mean(0) - strength_rest.mean(0)
+    return [
+        {
+            "feature": f,
+            "score": float(score[f]),
+            "mean_in_examples": float(strength_examples[:, f].mean()),
+            "mean_in_rest": float(strength_rest[:, f].mean()),
+            "fires_in_examples": float((strength_examples[:, f] > 0).mean()),
+        }
+        for f in top_features(score, top_n)
+    ]
+
+
+# ---------------------------------------------------------------- feature cards
+
+
+def feature_card(
+    ft: FeatureTable,
+    texts: list[dict],
+    text_index: np.ndarray,
+    position: np.ndarray,
+    feature: int,
+    top_n: int = 10,
+    bins: int = 20,
+    context_chars: int = 40,
+) -> dict:
+    """Top activating tokens with their context and a histogram of the feature's
+    non-zero activations (bin edges from 0 to its max)."""
+    m = ft.feature == feature
+    rows, vals = ft.row[m], ft.value[m]
+    order = np.lexsort((rows, -vals))[:top_n]
+    top = []
+    for o in order:
+        r = int(rows[o])
+        t = texts[int(text_index[r])]
+        a, b = t["offsets"][int(position[r])]
+        top.append(
+            {
+                "text": t["id"],
+                "category": t["category"],
+                "token": t["text"][a:b],
+                "left": t["text"][max(0, a - context_chars) : a],
+                "right": t["text"][b : b + context_chars],
+                "value": float(vals[o]),
+            }
+        )
+    hi = float(vals.max()) if len(vals) else 1.0
+    counts, edges = np.histogram(vals, bins=bins, range=(0.0, hi))
+    return {
+        "feature": int(feature),
+        "n_active": int(len(vals)),
+        "top_tokens": top,
+        "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+    }
+
+
+def logit_effects(direction: np.ndarray, W_U: np.ndarray, vocab: list[str], top_n: int = 10) -> dict:
+    """Tokens a decoder direction boosts and suppresses most through the
+    unembedding: direction @ W_U, highest and lowest (models with an LM head only)."""
+    eff = direction @ W_U
+    up, down = np.argsort(-eff, kind="stable")[:top_n], np.argsort(eff, kind="stable")[:top_n]
+    return {
+        "boosted": [{"token": vocab[i], "logit": float(eff[i])} for i in up],
+        "suppressed": [{"token": vocab[i], "logit": float(eff[i])} for i in down],
+    }
+
+
+def coverage(stats: dict[str, np.ndarray], ft: FeatureTable, ks=(1, 5, 10, 20)) -> dict[str, float]:
+    """Fraction of kept tokens on which at least one of the k most frequent features fires."""
+    order = top_features(stats["frequency"], max(ks))
+    out = {}
+    for k in ks:
+        hit = np.zeros(ft.n_rows, dtype=bool)
+        hit[ft.row[np.isin(ft.feature, order[:k])]] = True
+        out[str(k)] = float(hit.mean()) if ft.n_rows else 0.0
+    return out
+
+
+# ---------------------------------------------------------------- across hooks
+
+
+def written_into(hook: str, hooks: list[str]) -> str | None:
+    """The residual-stream hook a block's mlp_out / attn_out is added into:
+    blocks.L.hook_resid_post or blocks.(L+1).hook_resid_pre, if listed."""
+    from .config import HOOK_RE
+
+    m = HOOK_RE.match(hook)
+    if not m or m.group(2) not in ("mlp_out", "attn_out"):
+        return None
+    L = int(m.group(1))
+    for cand in (f"blocks.{L}.hook_resid_post", f"blocks.{L + 1}.hook_resid_pre"):
+        if cand in hooks:
+            return cand
+    return None
+
+
+def compare_hooks(hooks: list[str], metrics: dict[str, dict], details: dict[str, dict]) -> tuple[dict, dict]:
+    """Cross-layer comparison from the per-hook analyses.
+
+    Returns (metrics for DVC, data for the report): significant / positive
+    specialist counts per hook with bootstrap intervals, mean held-out AUROC,
+    the category x hook specialist table, top-5 strongest activations and
+    frequent-feature coverage per hook, and for every mlp_out / attn_out hook
+    the comparison with the residual stream it writes into (scale-free: held-out
+    AUROC per category and significant counts)."""
+    table = {
+        c: {h: {k: metrics[h]["specialists"][c][k] for k in ("feature", "heldout_score", "ci_low", "ci_high", "heldout_auroc", "p_value", "significant")} for h in hooks}
+        for c in CATEGORIES
+    }
+    per_hook = {
+        h: {
+            "significant": metrics[h]["specialists_significant"],
+            "positive": metrics[h]["specialists_heldout_positive"],
+            "positive_ci": [metrics[h]["specialists_heldout_positive_ci_low"], metrics[h]["specialists_heldout_positive_ci_high"]],
+            "mean_heldout_auroc": metrics[h]["mean_heldout_auroc"],
+        }
+        for h in hooks
+    }
+    components = []
+    for h in hooks:
+        resid = written_into(h, hooks)
+        if resid is None:
+            continue
+        a = [metrics[h]["specialists"][c]["heldout_auroc"] for c in CATEGORIES]
+        b = [metrics[resid]["specialists"][c]["heldout_auroc"] for c in CATEGORIES]
+        wins = int(sum(x > y for x, y in zip(a, b)))
+        losses = int(sum(x < y for x, y in zip(a, b)))
+        d_auc = float(np.mean(a) - np.mean(b))
+        d_sig = per_hook[h]["significant"] - per_hook[resid]["significant"]
+        if d_sig > 0 and d_auc > 0:
+            verdict = "stronger"
+        elif d_sig < 0 and d_auc < 0:
+            verdict = "weaker"
+        else:
+            verdict = "mixed"
+        components.append(
+            {
+                "hook": h,
+                "resid_hook": resid,
+                "significant": per_hook[h]["significant"],
+                "resid_significant": per_hook[resid]["significant"],
+                "mean_auroc": round(float(np.mean(a)), 6),
+                "resid_mean_auroc": round(float(np.mean(b)), 6),
+                "categories_higher_auroc": wins,
+                "categories_lower_auroc": losses,
+                "verdict": verdict,
+            }
+        )
+    strongest = {h: [{k: r[k] for k in ("feature", "max_act", "top_text")} for r in details[h]["rankings"]["strongest"][:5]] for h in hooks}
+    coverage_by_hook = {h: metrics[h]["coverage_top_frequent"] for h in hooks}
+    out_metrics = {
+        "significant_by_hook": {h: v["significant"] for h, v in per_hook.items()},
+        "mean_auroc_by_hook": {h: v["mean_heldout_auroc"] for h, v in per_hook.items()},
+        "best_hook": max(hooks, key=lambda h: (per_hook[h]["significant"], per_hook[h]["mean_heldout_auroc"])),
+        "components_vs_resid": {c["hook"]: {k: v for k, v in c.items() if k != "hook"} for c in components},
+    }
+    data = {
+        "hooks": hooks,
+        "per_hook": per_hook,
+        "specialist_table": table,
+        "heldout_score_matrix": {h: details[h]["specialist_score_matrix"] for h in hooks},
+        "top5_strongest": strongest,
+        "coverage": coverage_by_hook,
+        "components_vs_resid": components,
+    }
+    return out_metrics, data

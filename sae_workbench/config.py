@@ -189,10 +189,33 @@ class AnalysisConfig:
     """Length of each ranking (strongest, most frequent, most selective, composite)."""
     min_active_tokens: int = 3
     """Features firing on fewer tokens are left out of the selectivity ranking."""
+    n_bootstrap: int = 1000
+    """Bootstrap resamples of the held-out texts (within each category) for the 95% intervals."""
+    n_permutations: int = 1000
+    """Label shuffles for the permutation p-value; each repeats the whole best-feature search."""
+    alpha: float = 0.05
+    """A specialist is significant when its held-out score is > 0 and p < alpha."""
+    coact_min_tokens: int = 5
+    """Feature pairs co-firing on fewer tokens are left out of the co-activation ranking."""
+    card_strongest: int = 5
+    """Feature cards are drawn for every specialist and this many strongest features."""
+    card_top_tokens: int = 10
+    """Top activating tokens (and boosted/suppressed vocabulary tokens) per card."""
+    card_bins: int = 20
+    """Histogram bins of a card's non-zero activations."""
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ValueError(f"analysis.top_k must be >= 1, got {self.top_k}")
+        if self.n_bootstrap < 100 or self.n_permutations < 100:
+            raise ValueError("analysis.n_bootstrap and analysis.n_permutations must be >= 100")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"analysis.alpha must be in (0, 1), got {self.alpha}")
+        for f in ("min_active_tokens", "coact_min_tokens", "card_top_tokens", "card_bins"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"analysis.{f} must be >= 1, got {getattr(self, f)}")
+        if self.card_strongest < 0:
+            raise ValueError(f"analysis.card_strongest must be >= 0, got {self.card_strongest}")
 
 
 @dataclass
@@ -211,6 +234,29 @@ class SteerConfig:
     """Neutral prompts continued on GPT-2."""
     max_new_tokens: int = 20
     """Tokens generated per GPT-2 continuation."""
+    mode: str = "add"
+    """'add': x + c*m*W_dec[f] on every kept token (m: the feature's max activation);
+    'clamp': the SAE's reading of the feature set to c*m, x + (c*m - f(x)) W_dec[f],
+    keeping the SAE error term. Headline metrics and the best coefficient use this mode."""
+    both_modes: bool = True
+    """Also sweep the other mode (written to data/steer/results.json only)."""
+    max_drift: float = 0.5
+    """MiniLM best coefficient: highest target similarity among coefficients whose
+    embedding drift 1 - cos(steered, unsteered) is at most this."""
+    max_ppl_ratio: float = 2.0
+    """GPT-2 best coefficient: highest concept score among coefficients whose continuation
+    perplexity (under the unsteered model) is at most this times the unsteered continuations'."""
+    top_tokens: int = 10
+    """GPT-2: size of the set of tokens the feature's decoder direction boosts most
+    (W_dec[f] @ W_U) whose next-token probability mass is measured."""
+    ablation: bool = True
+    """Zero-ablate every specialist of `hook` and a firing-frequency-matched random control feature."""
+    control_candidates: int = 5
+    """The control is drawn (seeded) among this many alive non-specialist features closest in firing frequency."""
+    attribution_text: str = ""
+    """Text id in the evaluation texts whose feature attributions are computed; '': the first held-out text of `category`."""
+    attribution_top: int = 20
+    """Features listed in the attribution ranking."""
 
     def __post_init__(self) -> None:
         hook_layer(self.hook)
@@ -218,6 +264,15 @@ class SteerConfig:
             raise ValueError(f"steer.category must be one of {', '.join(CATEGORIES)}, got {self.category!r}")
         if not self.coefficients:
             raise ValueError("steer.coefficients is empty")
+        if self.mode not in ("add", "clamp"):
+            raise ValueError(f"steer.mode must be 'add' or 'clamp', got {self.mode!r}")
+        if not 0 < self.max_drift <= 2:
+            raise ValueError(f"steer.max_drift must be in (0, 2], got {self.max_drift}")
+        if self.max_ppl_ratio < 1:
+            raise ValueError(f"steer.max_ppl_ratio must be >= 1, got {self.max_ppl_ratio}")
+        for f in ("n_texts", "max_new_tokens", "top_tokens", "control_candidates", "attribution_top"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"steer.{f} must be >= 1, got {getattr(self, f)}")
 
 
 @dataclass

@@ -1,127 +1,360 @@
-"""Render the executed report notebooks to HTML, with Quarto or without it.
+"""Render the executed report notebooks to HTML and PDF, with Quarto or without it.
 
     python -m sae_workbench.render report          # what the render stage runs
 
-With `quarto` on PATH this is `quarto render report` (report/_quarto.yml lists
-the executed notebooks; Quarto does not execute .ipynb again). Without it, the
-same executed notebooks become one standalone HTML file through pandoc
-(pypandoc-binary): code cells are dropped, their Markdown outputs become
-Markdown cells, their HTML outputs raw HTML, and the inline plotly.js bundle is
-kept once. Output: report/_output/report.html in both cases (Quarto's chapter
-pages sit beside it, under executed/).
+report/ is a Quarto book (report/_quarto.yml). Its chapters are index.qmd and
+the notebooks papermill executed (report/executed/: summary.ipynb, then one
+hook-*.ipynb per hook); which hooks there are depends on params, so this
+command first writes report/_chapters.yml (`book: chapters:`), which
+_quarto.yml merges in through `metadata-files`.
+
+With `quarto` on PATH this is then `quarto render report`: HTML and Typst PDF,
+the notebooks are not executed again (`execute: enabled: false`); outputs
+report/_output/index.html (and the chapter pages) and report/_output/report.pdf
+(`book: output-file: report`).
+
+Without Quarto the same chapters, in the same order, go through pandoc
+(pypandoc-binary) and the pandoc filter report_filter.lua, which does what the
+report needs of Quarto (conditional content, numbered figure captions, @fig-
+cross-references):
+  - report/_output/report.html: standalone HTML with a table of contents and
+    the inline plotly.js bundle once;
+  - report/_output/report.pdf: pandoc's Typst writer, compiled by the `typst`
+    package; figures as the static PNGs viz.figure_md embeds, token highlights
+    as shaded text; no raw HTML output reaches it.
+Code cells are dropped; their Markdown outputs are Markdown, their HTML
+outputs raw HTML (HTML only), stdout a code block. Both files are written
+atomically.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import base64
+import hashlib
+import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
+import yaml
 
 from .data import atomic_write_text
-from .viz import PLOTLY_MARKER
+from .viz import PLOTLY_MARKER, raw_block
+
+FILTER = Path(__file__).with_name("report_filter.lua")
+CHAPTERS_FILE = "_chapters.yml"
+DEFAULT_TITLE = "SAE workbench report"
 
 REPORT_CSS = """<style>
 body{max-width:60em;margin:2em auto;padding:0 1em;font-family:Georgia,serif;line-height:1.5;color:#222}
 table{border-collapse:collapse;margin:0.8em 0;font-size:0.9em}th,td{border-bottom:1px solid #ddd;padding:0.2em 0.6em}
 code{font-size:0.9em}h1{font-size:1.8em}h2{border-bottom:1px solid #eee;padding-bottom:0.2em}
+figure.report-float{margin:1em 0}figure.report-float img{max-width:100%}
+.report-caption{display:block;font-size:0.9em;color:#444;margin:0.3em 0 0.8em}
 </style>"""
 
 
-def notebook_order(executed: Path) -> list[Path]:
-    """summary.ipynb first, then the per-hook chapters in file-name order."""
-    nbs = sorted(executed.glob("*.ipynb"))
-    return sorted(nbs, key=lambda p: (p.name != "summary.ipynb", p.name))
+class Rendered(NamedTuple):
+    html: Path
+    pdf: Path
 
 
-def outputs_as_cells(nb: nbformat.NotebookNode, plotly_seen: bool) -> tuple[list, bool]:
-    """Turn a notebook's code-cell outputs into Markdown / raw-HTML cells pandoc renders."""
-    cells = []
+def _natural_key(name: str):
+    return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name)]
+
+
+FRONT_CHAPTERS = ("summary", "training")
+"""Chapters before the per-hook ones (executed/<name>.ipynb), in order."""
+BACK_CHAPTERS = ("compare", "steering", "discussion")
+"""Chapters after the per-hook ones."""
+
+
+def notebook_order(executed: Path, hooks: list[str] | None = None) -> list[Path]:
+    """The front chapters, one executed/hook-<hook>.ipynb per hook (in the order
+    of params.yaml's hooks when given, else layers in numeric order), the back
+    chapters; files that do not exist are left out."""
+    if hooks is None:
+        found = sorted(executed.glob("hook-*.ipynb"), key=lambda p: _natural_key(p.name))
+    else:
+        found = [executed / f"hook-{h}.ipynb" for h in hooks]
+    names = [executed / f"{n}.ipynb" for n in FRONT_CHAPTERS] + found + [executed / f"{n}.ipynb" for n in BACK_CHAPTERS]
+    return [p for p in names if p.exists()]
+
+
+def _params_hooks(report_dir: Path) -> list[str] | None:
+    """hooks: of the params.yaml beside report/, if there is one."""
+    path = report_dir.resolve().parent / "params.yaml"
+    try:
+        return list(yaml.safe_load(path.read_text())["hooks"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
+
+
+def write_chapters(report_dir: Path) -> list[str]:
+    """Write report/_chapters.yml, the book's chapter list (index.qmd, then the
+    executed notebooks), only if it changed; returns the list."""
+    executed = report_dir / "executed"
+    nbs = notebook_order(executed, _params_hooks(report_dir)) if executed.is_dir() else []
+    if not nbs:
+        raise ValueError(f"no executed notebooks in {executed}: run dvc repro first")
+    chapters = (["index.qmd"] if (report_dir / "index.qmd").exists() else []) + [p.relative_to(report_dir).as_posix() for p in nbs]
+    text = (
+        "# Written by `python -m sae_workbench.render` from report/executed/: do not edit.\n"
+        "# _quarto.yml merges it in (metadata-files).\n" + yaml.safe_dump({"book": {"chapters": chapters}}, sort_keys=False)
+    )
+    path = report_dir / CHAPTERS_FILE
+    if not path.exists() or path.read_text() != text:
+        atomic_write_text(path, text)
+    return chapters
+
+
+def _merge(a, b):
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = _merge(a[k], v) if k in a else v
+        return out
+    return b
+
+
+def project_config(report_dir: Path) -> dict:
+    """_quarto.yml with its metadata-files merged in, as Quarto reads it."""
+    path = report_dir / "_quarto.yml"
+    cfg = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    files = cfg.pop("metadata-files", []) or []
+    for f in [files] if isinstance(files, str) else files:
+        p = report_dir / f
+        if p.exists():
+            cfg = _merge(cfg, yaml.safe_load(p.read_text()) or {})
+    return cfg
+
+
+def _flatten_chapters(items) -> list[str]:
+    out = []
+    for it in items or []:
+        if isinstance(it, str):
+            out.append(it)
+        elif isinstance(it, dict):  # - part: "..."  chapters: [...]
+            if isinstance(it.get("part"), str) and it["part"].endswith((".qmd", ".md")):
+                out.append(it["part"])
+            out += _flatten_chapters(it.get("chapters"))
+    return out
+
+
+def book_chapters(report_dir: Path) -> tuple[str, list[Path]]:
+    """(title, chapter files) of the book, from _quarto.yml + _chapters.yml;
+    without a `book: chapters:` list, the executed notebooks in order."""
+    cfg = project_config(report_dir)
+    return _book_chapters(report_dir, cfg)
+
+
+def _book_chapters(report_dir: Path, cfg: dict) -> tuple[str, list[Path]]:
+    book = cfg.get("book") or {}
+    title = book.get("title") or cfg.get("title") or DEFAULT_TITLE
+    chapters = [report_dir / c for c in _flatten_chapters(book.get("chapters"))]
+    if not chapters:
+        chapters = notebook_order(report_dir / "executed")
+    missing = [c for c in chapters if c.suffix == ".ipynb" and not c.exists()]
+    if missing:
+        raise ValueError(f"chapter {missing[0]} is missing: run dvc repro first")
+    chapters = [c for c in chapters if c.exists()]
+    if not any(c.suffix == ".ipynb" for c in chapters):
+        raise ValueError(f"no executed notebooks in {report_dir / 'executed'}: run dvc repro first")
+    return str(title), chapters
+
+
+def _code_block(text: str) -> str:
+    fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", text)), default=0))
+    return f"{fence}\n{text.rstrip()}\n{fence}"
+
+
+def _strip_front_matter(text: str) -> tuple[dict, str]:
+    m = re.match(r"\A---\s*\n(.*?)\n(?:---|\.\.\.)\s*\n", text, re.S)
+    if not m:
+        return {}, text
+    return (yaml.safe_load(m.group(1)) or {}), text[m.end() :]
+
+
+def notebook_markdown(nb: nbformat.NotebookNode, html: bool, plotly_seen: bool) -> tuple[list[str], bool]:
+    """A notebook as pandoc Markdown chunks: Markdown cells as they are; of code
+    cells only their outputs (Markdown as Markdown, stdout as a code block,
+    HTML as a raw HTML block when `html`, else dropped, the plotly.js bundle
+    once, PNG images inline). An error output raises ValueError."""
+    chunks = []
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            cells.append(copy.deepcopy(cell))
+            chunks.append(cell.source)
+            continue
+        if cell.cell_type == "raw":
+            fmt = cell.metadata.get("format") or cell.metadata.get("raw_mimetype") or ""
+            if fmt == "text/html" and html:
+                chunks.append(raw_block(cell.source, "html"))
+            elif fmt in ("text/markdown", "markdown"):
+                chunks.append(cell.source)
             continue
         if cell.cell_type != "code":
             continue
         for out in cell.get("outputs", []):
+            kind = out.get("output_type")
             data = out.get("data", {})
-            if out.get("output_type") == "stream":
+            if kind == "stream":
                 if out.get("name") == "stdout":  # stderr holds warnings and progress bars, not findings
-                    cells.append(nbformat.v4.new_markdown_cell("```\n" + "".join(out.get("text", "")) + "\n```"))
-            elif out.get("output_type") == "error":
+                    chunks.append(_code_block("".join(out.get("text", ""))))
+            elif kind == "error":
                 raise ValueError(f"an executed notebook holds an error ({out.get('ename')}): re-run dvc repro")
             elif "text/markdown" in data:
-                cells.append(nbformat.v4.new_markdown_cell("".join(data["text/markdown"])))
+                chunks.append("".join(data["text/markdown"]))
             elif "text/html" in data:
-                html = "".join(data["text/html"])
-                if html.startswith(PLOTLY_MARKER):
+                if not html:
+                    continue  # raw HTML never reaches the PDF
+                text = "".join(data["text/html"])
+                if text.startswith(PLOTLY_MARKER):
                     if plotly_seen:
                         continue
                     plotly_seen = True
-                cells.append(nbformat.v4.new_raw_cell(html, metadata={"format": "text/html"}))
+                chunks.append(raw_block(text, "html"))
             elif "image/png" in data:
-                cells.append(nbformat.v4.new_markdown_cell(f"![](data:image/png;base64,{data['image/png']})"))
-    return cells, plotly_seen
+                chunks.append(f"![](data:image/png;base64,{''.join(data['image/png']).strip()})")
+    return chunks, plotly_seen
 
 
-def render_with_pandoc(report_dir: Path, out_html: Path, title: str = "SAE workbench report") -> Path:
+def book_markdown(chapters: list[Path], html: bool) -> str:
+    """All chapters as one pandoc Markdown document (for HTML or for Typst)."""
+    chunks, plotly_seen = [], False
+    for p in chapters:
+        if p.suffix == ".ipynb":
+            more, plotly_seen = notebook_markdown(nbformat.read(p, as_version=4), html, plotly_seen)
+            chunks += more
+        else:  # .qmd / .md: plain Markdown (nothing to execute in it)
+            meta, body = _strip_front_matter(p.read_text())
+            if meta.get("title"):
+                chunks.append(f"# {meta['title']}")
+            chunks.append(body)
+    return "\n\n".join(c.strip("\n") for c in chunks) + "\n"
+
+
+DATA_URI = re.compile(r"data:image/(png|jpeg|jpg|gif|svg\+xml);base64,([A-Za-z0-9+/=\s]+?)(?=[)\"'\s])")
+
+
+def extract_data_uris(markdown: str, media_dir: Path) -> str:
+    """Write each data-URI image to a file in media_dir (Typst reads files,
+    not data URIs) and point the Markdown at it, relative to media_dir's parent."""
+    media_dir.mkdir(parents=True, exist_ok=True)
+
+    def repl(m):
+        ext = {"jpeg": "jpg", "svg+xml": "svg"}.get(m.group(1), m.group(1))
+        data = base64.b64decode(re.sub(r"\s+", "", m.group(2)))
+        path = media_dir / f"{hashlib.sha1(data).hexdigest()}.{ext}"
+        if not path.exists():
+            path.write_bytes(data)
+        return f"{media_dir.name}/{path.name}"
+
+    return DATA_URI.sub(repl, markdown)
+
+
+def _pandoc(args: list[str], markdown: str, cwd: Path | None = None) -> str:
     import pypandoc
 
-    executed = report_dir / "executed"
-    nbs = notebook_order(executed)
-    if not nbs:
-        raise ValueError(f"no executed notebooks in {executed}: run dvc repro first")
-    merged = nbformat.v4.new_notebook()
-    merged.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    plotly_seen = False
-    for p in nbs:
-        cells, plotly_seen = outputs_as_cells(nbformat.read(p, as_version=4), plotly_seen)
-        merged.cells.extend(cells)
-    for i, cell in enumerate(merged.cells):
-        cell.id = f"c{i}"  # nbformat draws random ids; fixed ones keep the HTML byte-identical
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    tmp_nb = out_html.with_name(".merged.ipynb")
-    nbformat.write(merged, tmp_nb)
-    try:
-        html = pypandoc.convert_file(
-            str(tmp_nb),
-            "html5",
-            format="ipynb",
-            extra_args=["--standalone", "--toc", "--toc-depth=2", f"--metadata=title:{title}", "--metadata=lang:en"],
-        )
-    finally:
-        tmp_nb.unlink(missing_ok=True)
+    proc = subprocess.run(
+        [pypandoc.get_pandoc_path(), "--from=markdown", f"--lua-filter={FILTER}", *args],
+        input=markdown.encode("utf-8"),
+        capture_output=True,
+        cwd=cwd,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"pandoc failed: {proc.stderr.decode('utf-8', 'replace')[-2000:]}")
+    return proc.stdout.decode("utf-8")
+
+
+def render_html(chapters: list[Path], out_html: Path, title: str) -> Path:
+    md = book_markdown(chapters, html=True)
+    html = _pandoc(
+        ["--to=html5", "--standalone", "--toc", "--toc-depth=2", f"--metadata=title:{title}", "--metadata=lang:en"], md
+    )
     html = html.replace("</head>", REPORT_CSS + "\n</head>", 1)
     atomic_write_text(out_html, html)
     return out_html
 
 
-def render(report_dir: str | Path = "report", force_fallback: bool = False) -> Path:
-    """Render with Quarto where installed, else with the pandoc fallback."""
+TYPST_PREAMBLE = "#show figure: set block(breakable: true)\n"
+"""Long tables (the params table) continue on the next page instead of overflowing
+it; _quarto.yml's typst include-in-header carries the same rule for Quarto."""
+
+
+def render_pdf(chapters: list[Path], out_pdf: Path, title: str, papersize: str | None = None) -> Path:
+    """Markdown -> pandoc Typst writer -> typst (python package) -> PDF. Images
+    go to files next to the .typ in a temporary directory (Typst's root)."""
+    import typst
+
+    md = book_markdown(chapters, html=False)
+    out_pdf.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="render-typst-") as tmp:
+        tmp = Path(tmp)
+        md = extract_data_uris(md, tmp / "media")
+        typ = _pandoc(
+            ["--to=typst", "--standalone", "--toc", "--toc-depth=2", f"--metadata=title:{title}", "--metadata=lang:en"]
+            + ([f"--variable=papersize:{papersize}"] if papersize else []),
+            md,
+            cwd=tmp,
+        )
+        typ = TYPST_PREAMBLE + typ
+        (tmp / "report.typ").write_text(typ, encoding="utf-8")
+        fd, part = tempfile.mkstemp(dir=out_pdf.parent, prefix=f".{out_pdf.name}.", suffix=".tmp.pdf")
+        os.close(fd)
+        try:
+            epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))  # fixed date: same input, same PDF
+            typst.compile(str(tmp / "report.typ"), output=part, root=str(tmp), ignore_system_fonts=True, timestamp=epoch)
+            os.chmod(part, 0o644)
+            os.replace(part, out_pdf)
+        except BaseException:
+            Path(part).unlink(missing_ok=True)
+            raise
+    return out_pdf
+
+
+def render_with_pandoc(report_dir: Path, out_html: Path, out_pdf: Path | None = None, title: str | None = None) -> Rendered:
+    cfg = project_config(report_dir)
+    book_title, chapters = _book_chapters(report_dir, cfg)
+    title = title or book_title
+    out_pdf = out_pdf or out_html.with_suffix(".pdf")
+    typst_fmt = (cfg.get("format") or {}).get("typst")
+    papersize = typst_fmt.get("papersize") if isinstance(typst_fmt, dict) else None
+    render_html(chapters, out_html, title)
+    render_pdf(chapters, out_pdf, title, papersize)
+    return Rendered(out_html, out_pdf)
+
+
+def render(report_dir: str | Path = "report", force_fallback: bool = False) -> Rendered:
+    """Render with Quarto where installed, else with the pandoc fallback;
+    returns the paths of the HTML (Quarto: the book's index.html) and the PDF."""
     report_dir = Path(report_dir)
-    out_html = report_dir / "_output" / "report.html"
+    write_chapters(report_dir)
+    out = report_dir / "_output"
     quarto = shutil.which("quarto")
     if quarto and not force_fallback:
-        subprocess.run([quarto, "render", str(report_dir)], check=True)  # report.qmd -> _output/report.html
-        return out_html
-    return render_with_pandoc(report_dir, out_html)
+        subprocess.run([quarto, "render", str(report_dir)], check=True)  # every format in _quarto.yml: html, typst
+        return Rendered(out / "index.html", out / "report.pdf")
+    return render_with_pandoc(report_dir, out / "report.html", out / "report.pdf")
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Render the executed report notebooks to HTML.")
+    ap = argparse.ArgumentParser(description="Render the executed report notebooks to HTML and PDF.")
     ap.add_argument("report_dir", nargs="?", default="report")
     ap.add_argument("--fallback", action="store_true", help="use pandoc even where Quarto is installed")
     a = ap.parse_args(argv)
     try:
-        path = render(a.report_dir, a.fallback)
+        paths = render(a.report_dir, a.fallback)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(f"render: {path}")
+    print(f"render: {paths.html}")
+    print(f"render: {paths.pdf}")
 
 
 if __name__ == "__main__":

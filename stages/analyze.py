@@ -2,10 +2,13 @@
 
 $ python stages/analyze.py --hook blocks.3.hook_resid_pre
 Numbers for `dvc metrics` go to metrics/analysis/<hook>.json; rankings,
-specialists and figures' inputs to data/analysis/<hook>.json.
+specialists (with bootstrap intervals and permutation p-values), co-activation
+and feature cards go to data/analysis/<hook>.json.
 """
 
 from pathlib import Path
+
+import numpy as np
 
 from sae_workbench.activations import load_activation_set
 from sae_workbench.analysis import analyze_hook
@@ -17,26 +20,40 @@ def args(p):
     p.add_argument("--hook", required=True)
     p.add_argument("--acts", default="data/activations/eval")
     p.add_argument("--features", default="data/features")
+    p.add_argument("--saes", default="data/saes")
     p.add_argument("--metrics", default="metrics/analysis")
     p.add_argument("--out", default="data/analysis")
 
 
+def unembedding(params, hook, saes):
+    """(W_dec, W_U, vocab) for models with an LM head, else None."""
+    if not params.model.has_lm_head:
+        return None
+    from sae_workbench.models import load_model
+    from sae_workbench.sae import load_sae
+
+    handle = load_model(params.model)
+    sae, _ = load_sae(params.model, hook, saes)
+    W_U = handle.model.W_U.detach().float().numpy()
+    vocab = [handle.tokenizer.decode([i]) for i in range(W_U.shape[1])]
+    return sae.W_dec.detach().float().numpy(), W_U, vocab
+
+
 @stage(args)
 def main(args, params):
-    """Strongest / most frequent / most selective / composite features and category specialists."""
+    """Rankings, specialists with statistics, co-activation and feature cards of one hook."""
     table, acts = load_activation_set(args.acts, params.require_hook(args.hook))
-    raw = acts.numpy()
     ft = load_features(Path(args.features) / f"{args.hook}.safetensors")
     if ft.n_rows != table.n_kept:
         raise ValueError(f"features of {args.hook} cover {ft.n_rows} tokens, activations {table.n_kept}: re-run dvc repro")
-    metrics, details = analyze_hook(
-        ft, raw, table.text_index, table.texts, params.analysis.top_k, params.analysis.min_active_tokens
-    )
+    rng = np.random.default_rng(params.seed)
+    metrics, details = analyze_hook(ft, acts.numpy(), table, params.analysis, rng, unembedding(params, args.hook, args.saes))
     details["hook"] = args.hook
     write_json(Path(args.out) / f"{args.hook}.json", details)
     write_json(Path(args.metrics) / f"{args.hook}.json", metrics)
-    spec = {c: round(v["heldout_score"], 3) for c, v in metrics["specialists"].items()}
-    print(f"analyze {args.hook}: L0/token {metrics['l0_per_token']:.1f}, held-out specialist scores {spec}")
+    sig = [c for c, v in metrics["specialists"].items() if v["significant"]]
+    print(f"analyze {args.hook}: L0/token {metrics['l0_per_token']:.1f}, significant held-out specialists "
+          f"{len(sig)}/7 {sig}, mean held-out AUROC {metrics['mean_heldout_auroc']:.3f}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,17 @@
-"""Amplify and suppress one category specialist and measure the effect.
+"""Does the steer.category specialist cause what it detects? Steering, ablation, attribution.
 
 $ python stages/steer.py
-Reads the specialist of steer.category at steer.hook from data/analysis/<hook>.json.
-MiniLM: cosine of pooled sentence embeddings to each category centroid vs
-coefficient. GPT-2: greedy continuations and the feature's activation vs coefficient.
+Reads the specialists of steer.hook from data/analysis/<hook>.json, the SAE, the
+evaluation texts and the features' firing frequencies (data/features/<hook>.safetensors).
+Definitions of every measure: sae_workbench/steering.py.
+- steering sweep of steer.coefficients (x the feature's max activation) in
+  steer.mode (and the other mode too if steer.both_modes);
+- ablation of every category's specialist and of a frequency-matched random control;
+- act x grad attribution of one text's output metric to the SAE features.
+Writes metrics/steer.json (headline numbers) and data/steer/results.json (everything).
 """
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,66 +20,138 @@ import torch
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.config import CATEGORIES
 from sae_workbench.data import read_texts
+from sae_workbench.features import load_features
 from sae_workbench.models import load_model
 from sae_workbench.sae import load_sae
-from sae_workbench.steering import slope, steer_generation, steer_sentence_embeddings
+from sae_workbench.steering import (
+    MODES,
+    ablation_study,
+    category_centroids,
+    embedding_metric,
+    feature_attribution,
+    generation_study,
+    logprob_metric,
+    matched_control,
+    slope,
+    steer_sentence_embeddings,
+)
 
 
 def args(p):
     p.add_argument("--texts", default="data/prepared/eval.jsonl")
     p.add_argument("--analysis", default="data/analysis")
     p.add_argument("--saes", default="data/saes")
+    p.add_argument("--features", default="data/features")
     p.add_argument("--metrics", default="metrics/steer.json")
     p.add_argument("--out", default="data/steer/results.json")
 
 
+def rounded(obj, nd=6):
+    """Floats rounded to nd decimals, recursively (stable, readable JSON)."""
+    if isinstance(obj, float):
+        return round(obj, nd)
+    if isinstance(obj, dict):
+        return {k: rounded(v, nd) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, nd) for v in obj]
+    return obj
+
+
+def per_coef(coefs, values):
+    return {str(c): v for c, v in zip(coefs, values)}
+
+
 @stage(args)
 def main(args, params):
-    """Steer the specialist feature over params' coefficients."""
+    """Steer, ablate and attribute the steer.category specialist."""
     cfg = params.steer
-    details = read_json(Path(args.analysis) / f"{cfg.hook}.json")
-    spec = details["specialists"][cfg.category]
-    feature = int(spec["feature"])
-    max_act = float(spec["max_act"])
+    specs = read_json(Path(args.analysis) / f"{cfg.hook}.json")["specialists"]
+    if cfg.category not in specs:
+        raise ValueError(f"data/analysis/{cfg.hook}.json has no {cfg.category} specialist: re-run dvc repro")
+    feature, max_act = int(specs[cfg.category]["feature"]), float(specs[cfg.category]["max_act"])
     if max_act <= 0:
         raise ValueError(f"the {cfg.category} specialist at {cfg.hook} never fires on the evaluation texts: nothing to steer")
     handle = load_model(params.model)
     sae, _ = load_sae(params.model, cfg.hook, args.saes)
-    direction = sae.W_dec[feature].detach().float()
+    texts = read_texts(args.texts)
+    tok = lambda t: handle.tokenize(t.text, params.data.max_tokens)
+    held = [t for t in texts if t.split == "heldout"]
     coefs = sorted(cfg.coefficients)
-    result = {"hook": cfg.hook, "category": cfg.category, "feature": feature, "max_act": max_act, "coefficients": coefs}
+    modes = [cfg.mode] + ([m for m in MODES if m != cfg.mode] if cfg.both_modes else [])
+    result = {"hook": cfg.hook, "category": cfg.category, "feature": feature, "max_act": max_act, "mode": cfg.mode, "coefficients": coefs}
+    metrics = {"feature": feature, "mode": cfg.mode}
+
+    # steering
+    centroids = None
     if params.model.has_lm_head:
-        prompts = []
-        for p in cfg.prompts:
-            tt = handle.tokenize(p, params.data.max_tokens)
-            prompts.append(torch.tensor([tt.ids]))
-        rows = steer_generation(handle, sae, feature, cfg.hook, max_act, coefs, prompts, cfg.max_new_tokens)
-        per_coef = [float(np.mean([r["feature_activation"] for r in rows if r["coefficient"] == c])) for c in coefs]
-        result["generations"] = rows
-        result["feature_activation"] = per_coef
-        metrics = {
-            "feature": feature,
-            "feature_activation": {str(c): round(v, 6) for c, v in zip(coefs, per_coef)},
-            "activation_slope": round(slope(coefs, per_coef), 6),
-        }
+        prompts = [torch.tensor([handle.tokenize(p, params.data.max_tokens).ids]) for p in cfg.prompts]
+        sweeps = {m: generation_study(handle, sae, feature, cfg.hook, max_act, coefs, prompts, cfg.max_new_tokens, m,
+                                      cfg.max_ppl_ratio, cfg.top_tokens) for m in modes}
+        g = sweeps[cfg.mode]
+        result.update(generations=g.rows, feature_activation=g.feature_activation, concept_score=g.concept_score,
+                      boosted_mass=g.boosted_mass, perplexity=g.perplexity)
+        metrics.update(
+            feature_activation=per_coef(coefs, g.feature_activation), activation_slope=slope(coefs, g.feature_activation),
+            concept_score=per_coef(coefs, g.concept_score), boosted_mass=per_coef(coefs, g.boosted_mass),
+            perplexity=per_coef(coefs, g.perplexity), unsteered_perplexity=g.unsteered["perplexity"],
+        )
     else:
-        texts = read_texts(args.texts)
-        toks = {c: [handle.tokenize(t.text, params.data.max_tokens) for t in texts if t.category == c and t.split == "train"] for c in CATEGORIES}
-        held = [t for t in texts if t.split == "heldout" and t.category != cfg.category][: cfg.n_texts]
-        steered = [handle.tokenize(t.text, params.data.max_tokens) for t in held]
-        r = steer_sentence_embeddings(handle, cfg.hook, direction, max_act, coefs, toks, steered, cfg.category)
-        result.update(similarity=r.similarity, nearest_target_frac=r.nearest_target_frac, drift=r.drift, steered_texts=[t.id for t in held])
-        target = r.similarity[cfg.category]
-        metrics = {
-            "feature": feature,
-            "target_similarity": {str(c): round(v, 6) for c, v in zip(coefs, target)},
-            "target_similarity_slope": round(slope(coefs, target), 6),
-            "nearest_target_frac": {str(c): round(v, 6) for c, v in zip(coefs, r.nearest_target_frac)},
-            "drift_at_max_coef": round(r.drift[-1], 6),
-        }
-    write_json(args.out, result)
-    write_json(args.metrics, metrics)
-    print(f"steer {cfg.hook} feature {feature} ({cfg.category}): {metrics}")
+        train = {c: [tok(t) for t in texts if t.category == c and t.split == "train"] for c in CATEGORIES}
+        centroids = category_centroids(handle, train)
+        steered = [t for t in held if t.category != cfg.category][: cfg.n_texts]
+        sweeps = {m: steer_sentence_embeddings(handle, sae, feature, cfg.hook, max_act, coefs, centroids, [tok(t) for t in steered],
+                                               cfg.category, m, cfg.max_drift) for m in modes}
+        g = sweeps[cfg.mode]
+        target = g.similarity[cfg.category]
+        result.update(similarity=g.similarity, nearest_target_frac=g.nearest_target_frac, drift=g.drift,
+                      feature_activation=g.feature_activation, steered_texts=[t.id for t in steered])
+        metrics.update(
+            target_similarity=per_coef(coefs, target), target_similarity_slope=slope(coefs, target),
+            nearest_target_frac=per_coef(coefs, g.nearest_target_frac), drift_at_max_coef=g.drift[-1],
+        )
+    result.update(best_coefficient=g.best_coefficient, best_rule=g.best_rule, sweeps={m: asdict(s) for m, s in sweeps.items()})
+    metrics["best_coefficient"] = g.best_coefficient
+
+    # ablation: every specialist of the hook, and a frequency-matched random control
+    labels = [t.category for t in held]
+    if cfg.ablation:
+        ft = load_features(Path(args.features) / f"{cfg.hook}.safetensors")
+        if ft.d_sae != int(sae.cfg.d_sae):
+            raise ValueError(f"data/features/{cfg.hook}.safetensors has d_sae {ft.d_sae} but the SAE has {sae.cfg.d_sae}: re-run dvc repro")
+        freq = np.bincount(ft.feature, minlength=ft.d_sae) / max(1, ft.n_rows)
+        rng = np.random.default_rng(params.seed)
+        chosen = {c: int(specs[c]["feature"]) for c in CATEGORIES if c in specs}
+        exclude, roles = set(chosen.values()), {}
+        for c, f in chosen.items():
+            roles[c] = {"specialist": f, "control": matched_control(freq, f, exclude, rng, cfg.control_candidates)}
+            exclude.add(roles[c]["control"])
+        abl = ablation_study(handle, sae, cfg.hook, roles, [tok(t) for t in held], labels, centroids)
+        for c, r in abl.items():
+            for role in r.values():
+                role["frequency"] = float(freq[role["feature"]])
+            r["specialist"]["significant"] = specs[c].get("significant")
+        score = ("separation = cos(emb, own centroid) - max cos(emb, other centroids)" if centroids is not None
+                 else "mean log-probability of the actual next tokens")
+        result["ablation"] = {"score": score, "drop": "mean over the category's held-out texts of score(clean) - score(ablated)",
+                              "texts": [t.id for t in held], "categories": abl}
+        metrics["ablation"] = {c: {"specialist_drop": r["specialist"]["drop"], "control_drop": r["control"]["drop"]} for c, r in abl.items()}
+
+    # attribution
+    pick = cfg.attribution_text or next((t.id for t in held if t.category == cfg.category), "")
+    text = next((t for t in texts if t.id == pick), None)
+    if text is None:
+        raise ValueError(f"steer.attribution_text {pick!r} is not a text id in {args.texts}")
+    metric = logprob_metric if centroids is None else embedding_metric(centroids[text.category])
+    att = feature_attribution(handle, sae, cfg.hook, tok(text), metric, cfg.attribution_top, 3, (feature,))
+    att.update(text_id=text.id, category=text.category, text=text.text,
+               metric_name="mean next-token log-prob" if centroids is None else f"cos(pooled embedding, {text.category} centroid)")
+    result["attribution"] = att
+    metrics["attribution_specialist_rank"] = next(p["rank"] for p in att["per_token"] if p["feature"] == feature)
+
+    write_json(args.out, rounded(result))
+    write_json(args.metrics, rounded(metrics))
+    print(f"steer {cfg.hook} feature {feature} ({cfg.category}, {cfg.mode}): best coefficient {g.best_coefficient}, "
+          f"specialist attribution rank {metrics['attribution_specialist_rank']}")
 
 
 if __name__ == "__main__":

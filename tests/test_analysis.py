@@ -3,8 +3,22 @@
 import numpy as np
 import pytest
 
-from sae_workbench.analysis import analyze_hook, feature_stats, find_specialists, specialist_scores, top_features
-from sae_workbench.config import CATEGORIES
+from sae_workbench.activations import TokenTable
+from sae_workbench.analysis import (
+    analyze_hook,
+    auroc,
+    coactivation,
+    concept_search,
+    coverage,
+    feature_card,
+    feature_stats,
+    find_specialists,
+    logit_effects,
+    specialist_scores,
+    specialist_statistics,
+    top_features,
+)
+from sae_workbench.config import CATEGORIES, AnalysisConfig
 from sae_workbench.features import FeatureTable
 
 
@@ -34,11 +48,21 @@ def _planted_table(seed=0):
                 text_index.append(len(texts) - 1)
                 r += 1
     ft = FeatureTable(np.array(rows, np.int32), np.array(feats, np.int32), np.array(vals, np.float32), r, 40)
-    return ft, np.array(text_index, np.int32), texts
+    ti = np.array(text_index, np.int32)
+    for i, t in enumerate(texts):  # token records as the activation set stores them
+        n = int((ti == i).sum())
+        t["text"] = " ".join(f"w{i}_{p}" for p in range(n))
+        t["offsets"], a = [], 0
+        for p in range(n):
+            w = f"w{i}_{p}"
+            t["offsets"].append([a, a + len(w)])
+            a += len(w) + 1
+    position = np.concatenate([np.arange((ti == i).sum()) for i in range(len(texts))]).astype(np.int32)
+    return ft, ti, texts, position
 
 
 def test_planted_specialists_are_found_and_hold_out():
-    ft, ti, texts = _planted_table()
+    ft, ti, texts, _ = _planted_table()
     strength = ft.per_text_max(ti, len(texts))
     spec = find_specialists(strength, [t["category"] for t in texts], [t["split"] for t in texts])
     for k, c in enumerate(CATEGORIES):
@@ -47,14 +71,15 @@ def test_planted_specialists_are_found_and_hold_out():
 
 
 def test_rankings_and_composite_identity():
-    ft, ti, texts = _planted_table()
+    ft, ti, texts, pos = _planted_table()
     st = feature_stats(ft)
     assert top_features(st["frequency"], 1) == [0]  # fires on every token
     np.testing.assert_allclose(st["composite"], st["mean_all"], rtol=1e-9)
     assert st["frequency"][0] == 1.0 and st["max_act"][0] == pytest.approx(0.5)
     raw = np.random.default_rng(0).normal(size=(ft.n_rows, 8))
-    metrics, details = analyze_hook(ft, raw, ti, texts, top_k=5, min_active_tokens=3)
-    assert metrics["specialists_heldout_positive"] == 7
+    cfg = AnalysisConfig(top_k=5, n_bootstrap=200, n_permutations=200)
+    metrics, details = analyze_hook(ft, raw, TokenTable(texts, ti, pos), cfg, np.random.default_rng(0))
+    assert metrics["specialists_heldout_positive"] == 7 and metrics["specialists_significant"] == 7
     assert metrics["l0_per_token"] == pytest.approx(3.0, abs=0.2)  # duplicates merge rarely
     assert details["rankings"]["strongest"][0]["feature"] in range(10, 17)
     assert 0 not in [r["feature"] for r in details["rankings"]["most_selective"]]  # weak and everywhere
@@ -65,3 +90,127 @@ def test_rankings_and_composite_identity():
 
 def test_top_features_deterministic_ties():
     assert top_features(np.array([1.0, 3.0, 3.0, 0.0, -np.inf]), 3) == [1, 2, 0]
+
+
+def test_planted_specialist_is_significant_with_tight_interval():
+    ft, ti, texts, _ = _planted_table()
+    strength = ft.per_text_max(ti, len(texts))
+    labels, splits = [t["category"] for t in texts], [t["split"] for t in texts]
+    spec = specialist_statistics(strength, labels, splits, np.random.default_rng(0), n_boot=300, n_perm=300)
+    count = spec.pop("_count")
+    assert count == {"positive": 7, "significant": 7, "positive_ci": [7.0, 7.0]}
+    for k, c in enumerate(CATEGORIES):
+        v = spec[c]
+        assert v["feature"] == 10 + k and v["significant"]
+        # 2 held-out texts per category: a shuffle restores a category's pair with probability 1/91
+        assert v["p_value"] < 0.05
+        assert v["ci_low"] <= v["heldout_score"] <= v["ci_high"] and v["ci_low"] > 3.0
+        assert v["heldout_auroc"] == 1.0
+
+
+def _random_strength(seed, n_per_cat=12, d=200):
+    """Features firing at random, independently of the category: every
+    'specialist' found is a product of the search (winner's curse)."""
+    rng = np.random.default_rng(seed)
+    labels = [c for c in CATEGORIES for _ in range(n_per_cat)]
+    splits = ["heldout" if j % 3 == 2 else "train" for _ in CATEGORIES for j in range(n_per_cat)]
+    strength = rng.exponential(1.0, size=(len(labels), d)) * (rng.random((len(labels), d)) < 0.3)
+    return strength, labels, splits
+
+
+def test_features_firing_at_random_fail_the_permutation_test():
+    significant, n, train_scores = 0, 0, []
+    for seed in range(20):
+        strength, labels, splits = _random_strength(seed)
+        spec = specialist_statistics(strength, labels, splits, np.random.default_rng(seed), n_boot=100, n_perm=200)
+        spec.pop("_count")
+        for v in spec.values():
+            significant += v["significant"]
+            train_scores.append(v["train_score"])
+            n += 1
+    # the search finds large in-sample scores on pure noise...
+    assert np.mean(train_scores) > 0.5
+    # ...but the permutation test, repeating the search, rejects at about alpha:
+    # 140 tests, expected 7 false positives; 21 is > 5 standard deviations away
+    assert significant / n < 0.15
+
+
+def test_auroc_known_values():
+    assert auroc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert auroc(np.array([1.0]), np.array([1.0])) == 0.5
+    assert auroc(np.array([1.0, 3.0]), np.array([2.0])) == 0.5
+
+
+def test_coactivation_finds_planted_pair():
+    ft, ti, texts, _ = _planted_table()
+    # features 10 (python) and 0 co-fire on python tokens only; plant 50 = copy of 12 (math)
+    m = ft.feature == 12
+    ft2 = FeatureTable(
+        np.concatenate([ft.row, ft.row[m]]), np.concatenate([ft.feature, np.full(m.sum(), 50, np.int32)]),
+        np.concatenate([ft.value, ft.value[m]]), ft.n_rows, 60,
+    )
+    pairs = coactivation(ft2, min_count=3, top_n=5)
+    assert (pairs[0]["a"], pairs[0]["b"]) == (12, 50) and pairs[0]["jaccard"] == 1.0
+    assert pairs[0]["co_tokens"] == 30
+    assert pairs[0]["pmi"] == pytest.approx(np.log(ft.n_rows / 30))
+    assert all(p["jaccard"] <= pairs[0]["jaccard"] for p in pairs)
+
+
+def test_concept_search_ranks_the_examples_feature_first():
+    ft, ti, texts, _ = _planted_table()
+    strength = ft.per_text_max(ti, len(texts))
+    ex = np.array([t["category"] == "urls" for t in texts])
+    ranked = concept_search(strength[ex], strength[~ex], top_n=3)
+    assert ranked[0]["feature"] == 10 + CATEGORIES.index("urls") and ranked[0]["fires_in_examples"] == 1.0
+    assert ranked[0]["score"] >= ranked[1]["score"] >= ranked[2]["score"]
+    with pytest.raises(ValueError):
+        concept_search(strength[:0], strength)
+
+
+def test_feature_card_top_tokens_context_and_histogram():
+    ft, ti, texts, pos = _planted_table()
+    f = 10 + CATEGORIES.index("math")
+    card = feature_card(ft, texts, ti, pos, f, top_n=4, bins=5, context_chars=6)
+    vals = [t["value"] for t in card["top_tokens"]]
+    assert vals == sorted(vals, reverse=True) and vals[0] == pytest.approx(ft.value[ft.feature == f].max())
+    assert card["n_active"] == 30 and sum(card["histogram"]["counts"]) == 30
+    top = card["top_tokens"][0]
+    assert top["category"] == "math" and top["token"].startswith("w")
+    t = next(x for x in texts if x["id"] == top["text"])
+    assert (top["left"] + top["token"] + top["right"]) in t["text"]
+
+
+def test_logit_effects_and_coverage():
+    rng = np.random.default_rng(0)
+    W_U = rng.normal(size=(8, 30))
+    vocab = [f"t{i}" for i in range(30)]
+    eff = logit_effects(W_U[:, 7] / np.linalg.norm(W_U[:, 7]), W_U, vocab, top_n=3)
+    assert eff["boosted"][0]["token"] in {vocab[i] for i in np.argsort(-(W_U[:, 7] @ W_U))[:1]}
+    assert [x["logit"] for x in eff["suppressed"]] == sorted(x["logit"] for x in eff["suppressed"])
+    ft, *_ = _planted_table()
+    cov = coverage(feature_stats(ft), ft, ks=(1, 5))
+    assert cov["1"] == 1.0  # feature 0 fires on every token
+
+
+def test_compare_hooks_and_component_pairing():
+    from sae_workbench.analysis import compare_hooks, written_into
+
+    hooks = ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre", "blocks.1.hook_mlp_out"]
+    assert written_into("blocks.1.hook_mlp_out", hooks) == "blocks.2.hook_resid_pre"
+    assert written_into("blocks.1.hook_attn_out", ["blocks.1.hook_resid_post"]) == "blocks.1.hook_resid_post"
+    assert written_into("blocks.1.hook_resid_pre", hooks) is None
+    cfg = AnalysisConfig(top_k=5, n_bootstrap=100, n_permutations=100)
+    ft, ti, texts, pos = _planted_table()
+    raw = np.zeros((ft.n_rows, 4))
+    good = analyze_hook(ft, raw, TokenTable(texts, ti, pos), cfg, np.random.default_rng(0))
+    # a hook where nothing is category-specific: only the random features 20..39 and feature 0
+    m = (ft.feature < 10) | (ft.feature >= 20)
+    noise = FeatureTable(ft.row[m], ft.feature[m], ft.value[m], ft.n_rows, ft.d_sae)
+    bad = analyze_hook(noise, raw, TokenTable(texts, ti, pos), cfg, np.random.default_rng(0))
+    metrics = {hooks[0]: good[0], hooks[1]: bad[0], hooks[2]: good[0]}
+    details = {hooks[0]: good[1], hooks[1]: bad[1], hooks[2]: good[1]}
+    cm, data = compare_hooks(hooks, metrics, details)
+    assert cm["significant_by_hook"][hooks[0]] == 7 and cm["significant_by_hook"][hooks[1]] < 7
+    comp = cm["components_vs_resid"]["blocks.1.hook_mlp_out"]
+    assert comp["resid_hook"] == hooks[1] and comp["verdict"] == "stronger" and comp["categories_higher_auroc"] >= 1
+    assert set(data["specialist_table"]) == set(CATEGORIES) and len(data["top5_strongest"][hooks[0]]) == 5

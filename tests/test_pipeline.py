@@ -15,14 +15,19 @@ import yaml
 from conftest import ROOT
 
 TINY = {
-    "hooks": ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"],
+    "hooks": ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre", "blocks.1.hook_mlp_out"],
     "data": {"corpus_wiki_en": 60, "corpus_wiki_es": 20, "corpus_wiki_fr": 20, "corpus_code": 20, "max_tokens": 64, "batch_size": 16},
     "sae": {"architecture": "topk", "k": 16, "expansion": 2, "batch_tokens": 256, "epochs": 2, "buffer_tokens": 4096,
             "fidelity_texts": 8, "checkpoint_every": 20},
     "steer": {"hook": "blocks.2.hook_resid_pre", "coefficients": [-2.0, 0.0, 2.0, 4.0], "n_texts": 10},
 }
 SAE_KEYS = {"l0", "explained_variance", "mse", "dead_frac", "dense_frac", "d_sae", "eval_tokens", "fidelity", "architecture"}
-ANALYSIS_KEYS = {"l0_per_token", "l0_per_text", "frac_nonzero_raw", "frac_nonzero_sae", "specialists", "specialists_heldout_positive"}
+ANALYSIS_KEYS = {
+    "l0_per_token", "l0_per_text", "frac_nonzero_raw", "frac_nonzero_sae", "specialists", "specialists_heldout_positive",
+    "specialists_heldout_positive_ci_low", "specialists_heldout_positive_ci_high", "specialists_significant", "mean_heldout_auroc", "top_coactivation_jaccard",
+    "coverage_top_frequent", "top_strongest_act", "top_frequency",
+}
+SPECIALIST_KEYS = {"feature", "train_score", "heldout_score", "ci_low", "ci_high", "heldout_auroc", "p_value", "significant"}
 STEER_KEYS = {"feature", "target_similarity", "target_similarity_slope", "nearest_target_frac", "drift_at_max_coef"}
 
 
@@ -72,19 +77,70 @@ def test_every_declared_metric_exists_with_its_keys(tiny_run):
         assert set(sae["fidelity"]) == {"cos_recon", "cos_zero", "fidelity"} and sae["fidelity"]["cos_recon"] > sae["fidelity"]["cos_zero"]
         an = json.loads((tiny_run / f"metrics/analysis/{h}.json").read_text())
         assert set(an["specialists"]) == {"python", "urls", "math", "non_english", "social", "formal", "conversational"}
+        for v in an["specialists"].values():
+            assert set(v) == SPECIALIST_KEYS and v["ci_low"] <= v["heldout_score"] <= v["ci_high"] and 0 < v["p_value"] <= 1
+        details = json.loads((tiny_run / f"data/analysis/{h}.json").read_text())
+        assert details["coactivation"] and details["cards"]
     assert STEER_KEYS <= set(files["metrics/steer.json"]["data"])
+    comp = files["metrics/compare.json"]["data"]
+    assert set(comp["significant_by_hook"]) == set(TINY["hooks"])
+    assert comp["components_vs_resid"]["blocks.1.hook_mlp_out"]["resid_hook"] == "blocks.2.hook_resid_pre"
 
 
-def test_report_html_has_highlights_and_metric_values(tiny_run):
+def test_concept_search_command(tiny_run):
+    out = tiny_run / "concept.json"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [sys.executable, "-m", "sae_workbench.concept", "--hook", "blocks.2.hook_resid_pre"]
+    r = subprocess.run([*cmd, "def f(x):\n    return x", "import os", "--json", str(out)], cwd=tiny_run, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ranking = json.loads(out.read_text())["ranking"]
+    assert len(ranking) == 10 and ranking[0]["score"] >= ranking[-1]["score"] > 0
+    bad = subprocess.run([*cmd[:-1], "blocks.7.hook_resid_pre", "x"], cwd=tiny_run, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not in hooks" in bad.stderr
+
+
+def _headline_numbers(repo: Path) -> list[str]:
+    """Numbers the abstract states, formatted as the report formats them, read from the metrics JSON."""
+    ev = [json.loads((repo / f"metrics/sae/{h}.json").read_text())["explained_variance"] for h in TINY["hooks"]]
+    best = json.loads((repo / "metrics/compare.json").read_text())["best_hook"]
+    an = json.loads((repo / f"metrics/analysis/{best}.json").read_text())
+    return [f"{min(ev):.3f}", f"{max(ev):.3f}", f"{an['specialists_significant']} of 7"]
+
+
+def test_report_html_has_figures_highlights_and_metric_values(tiny_run):
     html = (tiny_run / "report/_output/report.html").read_text()
     spans = re.findall(r'<span class="tok" style="background:rgba\([^"]+\)" title="([0-9.]+)" data-act="([0-9.]+)">', html)
     assert len(spans) > 100
     assert any(float(v) > 0 for _, v in spans)
+    assert all(abs(float(t) - float(v)) < 1e-3 for t, v in spans)  # hover value = data value
     assert "<script" in html and "Plotly.newPlot" in html
     assert html.count("plotly.js (inline, once per notebook)") == 1  # bundle kept once
+    n_fig = len(re.findall(r'<figure id="fig-', html))
+    captions = re.findall(r"<strong>Figure(?:\xa0|&nbsp;| )(\d+):</strong>", html)
+    assert n_fig >= 10 and [int(c) for c in captions] == list(range(1, n_fig + 1))
+    assert "?@fig" not in html and 'class="quarto-xref">Figure' in html  # every cross-reference resolved
+    assert "#box(" not in html  # no Typst leaks into the HTML
     for h in TINY["hooks"]:
         ev = json.loads((tiny_run / f"metrics/sae/{h}.json").read_text())["explained_variance"]
         assert f"{ev:.3f}" in html
+        an = json.loads((tiny_run / f"metrics/analysis/{h}.json").read_text())
+        for v in an["specialists"].values():
+            assert f"{v['p_value']:.4f}" in html and f"{v['heldout_auroc']:.3f}" in html
+    for num in _headline_numbers(tiny_run):
+        assert num in html
+    assert "<code>seed</code>" in html  # the params table
+
+
+def test_report_pdf_has_pages_and_headline_numbers(tiny_run):
+    from pypdf import PdfReader
+
+    pdf = PdfReader(tiny_run / "report/_output/report.pdf")
+    assert len(pdf.pages) > 1
+    text = " ".join(p.extract_text() for p in pdf.pages)
+    flat = re.sub(r"\s+", " ", text)
+    for num in _headline_numbers(tiny_run):
+        assert num in flat, num
+    assert "Figure 1" in flat and "<span" not in flat and "<div" not in flat and "Plotly" not in flat
 
 
 def test_second_repro_does_nothing(tiny_run):

@@ -1,0 +1,39 @@
+"""Cross-layer (and cross-component) comparison of the per-hook analyses.
+
+$ python stages/compare.py
+Reads metrics/analysis/<hook>.json and data/analysis/<hook>.json for every hook
+in params.yaml; writes metrics/compare.json (specialist counts and AUROC by
+hook, MLP-out / attention-out vs the residual stream) and data/compare.json
+(everything the comparison chapter draws).
+"""
+
+from pathlib import Path
+
+from sae_workbench.analysis import compare_hooks
+from sae_workbench.cli import read_json, stage, write_json
+
+
+def args(p):
+    p.add_argument("--analysis-metrics", default="metrics/analysis")
+    p.add_argument("--analysis", default="data/analysis")
+    p.add_argument("--metrics", default="metrics/compare.json")
+    p.add_argument("--out", default="data/compare.json")
+
+
+@stage(args)
+def main(args, params):
+    """Specialists, strongest features and coverage across hooks."""
+    hooks = params.hooks
+    m = {h: read_json(Path(args.analysis_metrics) / f"{h}.json") for h in hooks}
+    d = {h: read_json(Path(args.analysis) / f"{h}.json") for h in hooks}
+    metrics, data = compare_hooks(hooks, m, d)
+    write_json(args.out, data)
+    write_json(args.metrics, metrics)
+    print(f"compare: significant specialists by hook {metrics['significant_by_hook']}")
+    for h, c in metrics["components_vs_resid"].items():
+        print(f"  {h} vs {c['resid_hook']}: {c['significant']} vs {c['resid_significant']} significant, "
+              f"mean AUROC {c['mean_auroc']:.3f} vs {c['resid_mean_auroc']:.3f} -> {c['verdict']}")
+
+
+if __name__ == "__main__":
+    main()

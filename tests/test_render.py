@@ -1,0 +1,297 @@
+"""The report renderer's pandoc fallback, on real pandoc, real typst and pypdf:
+small executed notebooks built here (outputs set directly, no kernel) become
+report/_output/report.html and report/_output/report.pdf."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pypdf
+import pytest
+import typst
+
+from sae_workbench import render, viz
+
+REPO = Path(__file__).resolve().parents[1]
+MAGIC = "4242.17"  # a number that must reach both outputs
+HOSTILE = 'x = a#b $5 *c* _d_ [e] \\f @g <h> `i` ``` "q" ]) } // #set text(red) $x^2$ @fig-a </b>'
+
+
+def _record(text: str, rid: str = "t-1", category: str = "python") -> dict:
+    """A token-table record: one token per whitespace-separated word, a special token first."""
+    offsets = [[0, 0]] + [[m.start(), m.end()] for m in re.finditer(r"\S+", text)]
+    return {"id": rid, "category": category, "text": text, "offsets": offsets, "special": [1] + [0] * (len(offsets) - 1)}
+
+
+def _md(s: str):
+    return nbformat.v4.new_output("display_data", data={"text/markdown": s})
+
+
+def _html(s: str):
+    return nbformat.v4.new_output("display_data", data={"text/html": s})
+
+
+def _notebook(outputs: list, markdown: str | None = None) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell("display(...)")
+    cell.outputs = outputs
+    cells = ([nbformat.v4.new_markdown_cell(markdown)] if markdown else []) + [cell]
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+def _figures():
+    return (
+        viz.bar(["python", "math", "urls"], [0.5, 1.25, -0.25], "Held-out score per category", "category", "score"),
+        viz.heatmap([[1, 2, 3], [3, 4, 5]], ["a spec", "b spec", "c spec"], ["a", "b"], "Score matrix"),
+        viz.lines(["blocks.1", "blocks.3", "blocks.5"], {"python": [0.1, 0.4, 0.3], "math": [0.2, 0.1, 0.5]}, "By depth", "hook", "score"),
+    )
+
+
+def _build_report(root: Path) -> Path:
+    report = root / "report"
+    (report / "executed").mkdir(parents=True)
+    shutil.copy(REPO / "report" / "_quarto.yml", report / "_quarto.yml")  # the project's real book config
+    bar, heat, lines = _figures()
+    rec = _record(HOSTILE)
+    acts = np.linspace(0, 3, len(rec["offsets"])).astype(np.float32)
+    code = _record("def tick(self, step=1):\n    self.value += step\n    return self.value", "python-03")
+    code_acts = np.array([0, 0, 2.5, 0, 0, 1.0, 0, 0, 0, 0, 0.5], dtype=np.float32)[: len(code["offsets"])]
+    filler = "\n\n".join(f"Paragraph {i}: the specialists keep their held-out scores across layers. " * 12 for i in range(14))
+    summary = _notebook(
+        [
+            _html(viz.plotly_js_once()[: len(viz.PLOTLY_MARKER)] + "<script>/* plotly.js stand-in */</script>"),
+            _md("# Summary\n\nAs " + viz.ref("score-blocks.1.hook_resid_pre") + " shows, and [-@fig-depth], see also " + viz.ref("tab", "tbl") + "."),
+            _md(viz.figure_md(bar, "score-blocks.1.hook_resid_pre", "Held-out specialist score per *category*.")),
+            _md(viz.figure_md(lines, "depth", "Score by depth.")),
+            nbformat.v4.new_output("stream", name="stdout", text=f"explained variance {MAGIC}\n"),
+            nbformat.v4.new_output("stream", name="stderr", text="a progress bar\n"),
+            _md(viz.table_md("| hook | EV |\n|:--|--:|\n| `blocks.1` | 0.9 |", "tab", "Explained variance per hook.")),
+            _md(filler),
+        ],
+        markdown="Intro cell, before the outputs.",
+    )
+    hook = _notebook(
+        [
+            _html(viz.plotly_js_once()[: len(viz.PLOTLY_MARKER)] + "<script>/* plotly.js stand-in */</script>"),
+            _md("# Hook `blocks.1.hook_resid_pre`\n\nThe matrix is " + viz.ref("matrix-blocks.1") + "."),
+            _md(viz.figure_md(heat, "matrix-blocks.1", "Score of each specialist in each category.")),
+            _html('<div class="raw-html-only">raw html output</div>'),
+            _md(viz.highlight_md([(rec, acts, 3.0, True), (code, code_acts, 3.0, True), (rec, acts, 3.0, False)])),
+        ]
+    )
+    nbformat.write(summary, report / "executed" / "summary.ipynb")
+    nbformat.write(hook, report / "executed" / "hook-blocks.1.hook_resid_pre.ipynb")
+    return report
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    report = _build_report(tmp_path_factory.mktemp("book"))
+    out = render.render(report, force_fallback=True)
+    return report, out
+
+
+def _pdf_text(path: Path) -> tuple[int, str]:
+    reader = pypdf.PdfReader(path)
+    text = "\n".join(p.extract_text() for p in reader.pages)
+    return len(reader.pages), re.sub(r"\s+", " ", text)
+
+
+def test_outputs_and_chapter_list(rendered):
+    report, out = rendered
+    assert out.html == report / "_output" / "report.html" and out.pdf == report / "_output" / "report.pdf"
+    assert out.html.exists() and out.pdf.exists()
+    assert not [p for p in out.html.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+    chapters = (report / "_chapters.yml").read_text()
+    assert chapters.index("executed/summary.ipynb") < chapters.index("executed/hook-blocks.1.hook_resid_pre.ipynb")
+    title, files = render.book_chapters(report)
+    assert title.startswith("What is the model thinking about")
+    assert [f.name for f in files] == ["summary.ipynb", "hook-blocks.1.hook_resid_pre.ipynb"]
+
+
+def test_html_figures_captions_refs_and_highlights(rendered):
+    _, out = rendered
+    html = out.html.read_text()
+    assert html.count("Plotly.newPlot") == 3 and 'class="plotly-graph-div"' in html
+    assert html.count(viz.PLOTLY_MARKER) == 1  # bundle once over both notebooks
+    caps = re.findall(r"<strong>(Figure|Table)(?:\xa0|&nbsp;| )(\d+):</strong>", html)
+    assert caps == [("Figure", "1"), ("Figure", "2"), ("Table", "1"), ("Figure", "3")]
+    assert re.search(r'<figure id="fig-score-blocks-1-hook-resid-pre"', html)
+    assert re.search(r'<a href="#fig-score-blocks-1-hook-resid-pre"\s+class="quarto-xref">Figure(\xa0|&nbsp;| )1</a>', html)
+    assert re.search(r'<a href="#fig-depth"\s+class="quarto-xref">2</a>', html)
+    assert re.search(r'<a href="#tbl-tab"\s+class="quarto-xref">Table(\xa0|&nbsp;| )1</a>', html)
+    assert re.search(r'<a href="#fig-matrix-blocks-1"\s+class="quarto-xref">Figure(\xa0|&nbsp;| )3</a>', html)
+    assert 'class="report-caption"' in html and "@fig-" not in html.split("</nav>", 1)[1].split("<style>")[0]
+    spans = re.findall(r'<span class="tok" style="background:rgba\([^"]+\)" title="([0-9.]+)" data-act="([0-9.]+)">', html)
+    assert len(spans) > 20 and any(float(v) > 0 for _, v in spans)
+    assert "&lt;/b&gt;" in html  # hostile token escaped in HTML
+    assert "raw html output" in html and MAGIC in html
+    assert "#box(" not in html and "box(fill:" not in html and "#figure(" not in html  # no Typst in HTML
+    assert "data:image/png" not in html  # static images are for the PDF only
+    assert "a progress bar" not in html and "display(...)" not in html
+
+
+def test_pdf_pages_numbers_captions_and_no_html(rendered):
+    _, out = rendered
+    assert out.pdf.read_bytes()[:5] == b"%PDF-"
+    pages, text = _pdf_text(out.pdf)
+    assert pages > 1
+    assert MAGIC in text
+    assert "Figure 1: Held-out specialist score per category." in text
+    assert "Figure 3: Score of each specialist" in text and "Table 1: Explained variance per hook." in text
+    assert "As Figure 1 shows, and 2, see also Table 1." in text
+    assert "The matrix is Figure 3." in text
+    for tag in ("<span", "<div", "<script", "<style", "raw html output", "plotly", "Plotly"):
+        assert tag not in text
+    assert "#set" in text and "a#b" in text and "$5" in text and "@g" in text and "python-03" in text
+    assert "box(fill" not in text and "typst" not in text.lower()
+
+
+def test_html_and_pdf_are_byte_identical_across_renders(rendered, tmp_path):
+    _, out = rendered
+    report = _build_report(tmp_path)
+    again = render.render(report, force_fallback=True)
+    assert again.html.read_bytes() == out.html.read_bytes()
+    assert again.pdf.read_bytes() == out.pdf.read_bytes()
+
+
+def test_static_png_is_valid_and_deterministic():
+    for fig in _figures():
+        a, b = viz.static_png(fig), viz.static_png(fig)
+        assert a == b
+        assert a[:8] == b"\x89PNG\r\n\x1a\n" and a[12:16] == b"IHDR" and a.endswith(b"IEND\xaeB`\x82")
+        width, height = int.from_bytes(a[16:20], "big"), int.from_bytes(a[20:24], "big")
+        assert width == 1050 and 300 < height < 1000
+        assert b"Software" not in a and b"tIME" not in a and b"matplotlib" not in a.lower()
+    md = viz.figure_md(_figures()[0], "x", "cap")
+    assert md == viz.figure_md(_figures()[0], "x", "cap")
+    assert md.startswith("::: {#fig-x}") and md.rstrip().endswith("cap\n\n:::")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [HOSTILE, "\\", '"', "]", "[", "#", "$", "`", "```", "@", "<", ">", "//", "/*", "*/", "\t\r\n", "\u0000\u001f\u007f", "\u2028", "é ü 中 🙂"],
+)
+def test_typst_escaping_survives_hostile_tokens(text):
+    rec = {"id": 'id"#[', "category": "cat]$", "text": "A " + text + " Z", "offsets": [[0, 1], [2, 2 + len(text)], [3 + len(text), 4 + len(text)]], "special": [0, 0, 0]}
+    src = viz.highlight_block_typst(rec, np.array([0.0, 1.5, 0.2], dtype=np.float32), 1.5, True)
+    pdf = typst.compile(src.encode("utf-8"), format="pdf", ignore_system_fonts=True)
+    assert pdf[:5] == b"%PDF-"
+    assert viz.typst_str(text).startswith('"') and "\n" not in viz.typst_str(text)
+    assert json.loads(typst.Compiler().eval(viz.typst_str(text), format="json")) == text  # the literal is the text exactly
+
+
+def test_error_output_gives_value_error(tmp_path):
+    report = tmp_path / "report"
+    (report / "executed").mkdir(parents=True)
+    shutil.copy(REPO / "report" / "_quarto.yml", report / "_quarto.yml")
+    nb = _notebook([nbformat.v4.new_output("error", ename="KeyError", evalue="'x'", traceback=[])])
+    nbformat.write(nb, report / "executed" / "summary.ipynb")
+    with pytest.raises(ValueError, match="holds an error"):
+        render.render(report, force_fallback=True)
+    r = subprocess.run([sys.executable, "-m", "sae_workbench.render", str(report), "--fallback"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "KeyError" in r.stderr
+    assert not (report / "_output" / "report.html").exists() and not (report / "_output" / "report.pdf").exists()
+
+
+def test_missing_notebooks_give_value_error(tmp_path):
+    report = tmp_path / "report"
+    report.mkdir()
+    with pytest.raises(ValueError, match="no executed notebooks"):
+        render.render(report, force_fallback=True)
+
+
+def test_chapter_order_and_quarto_config(tmp_path):
+    report = tmp_path / "report"
+    (report / "executed").mkdir(parents=True)
+    for name in ["hook-blocks.10.x.ipynb", "hook-blocks.2.x.ipynb", "summary.ipynb"]:
+        nbformat.write(_notebook([_md("text")]), report / "executed" / name)
+    (report / "index.qmd").write_text("---\ntitle: Preface\n---\n\nWhat this is.\n")
+    shutil.copy(REPO / "report" / "_quarto.yml", report / "_quarto.yml")
+    assert render.write_chapters(report) == [
+        "index.qmd",
+        "executed/summary.ipynb",
+        "executed/hook-blocks.2.x.ipynb",
+        "executed/hook-blocks.10.x.ipynb",
+    ]
+    cfg = render.project_config(report)
+    assert cfg["project"]["type"] == "book" and cfg["book"]["output-file"] == "report"
+    assert cfg["book"]["chapters"][0] == "index.qmd" and "metadata-files" not in cfg
+    assert cfg["execute"]["enabled"] is False and {"html", "typst"} <= set(cfg["format"])
+    md = render.book_markdown(render.book_chapters(report)[1], html=True)
+    assert md.startswith("# Preface\n\nWhat this is.")
+
+
+def _filter(markdown: str, to: str) -> str:
+    import pypandoc
+
+    r = subprocess.run(
+        [pypandoc.get_pandoc_path(), "-f", "markdown", "-t", to, f"--lua-filter={render.FILTER}"],
+        input=markdown, capture_output=True, text=True, check=True,
+    )
+    return r.stdout
+
+
+def test_filter_conditional_content():
+    md = (
+        '::: {.content-visible when-format="html"}\nHTMLONLY\n:::\n\n'
+        '::: {.content-visible unless-format="html"}\nNOTHTML\n:::\n\n'
+        '::: {.content-hidden when-format="typst"}\nNOTTYPST\n:::\n\n'
+        '::: {.content-hidden unless-format="typst"}\nTYPSTONLY\n:::\n\n'
+        'Inline [in html]{.content-visible when-format="html"}[in pdf]{.content-visible when-format="typst"}.\n'
+    )
+    html, typ = _filter(md, "html5"), _filter(md, "typst")
+    assert "HTMLONLY" in html and "NOTTYPST" in html and "in html" in html
+    assert "NOTHTML" not in html and "TYPSTONLY" not in html and "in pdf" not in html
+    assert "NOTHTML" in typ and "TYPSTONLY" in typ and "in pdf" in typ
+    assert "HTMLONLY" not in typ and "NOTTYPST" not in typ and "in html" not in typ
+
+
+def test_filter_unknown_and_duplicate_refs_still_compile(tmp_path):
+    md = "::: {#fig-a}\n\nA\n\nCap a.\n\n:::\n\n::: {#fig-a}\n\nB\n\nCap b.\n\n:::\n\nSee @fig-a, @fig-missing and mail @someone.\n"
+    typ = _filter(md, "typst")
+    assert "?\\@fig-missing" in typ and "\\@someone" in typ and typ.count("<fig-a>") == 2  # one label, one ref
+    pdf = typst.compile(typ.encode(), format="pdf", ignore_system_fonts=True)
+    path = tmp_path / "x.pdf"
+    path.write_bytes(pdf)
+    _, text = _pdf_text(path)
+    assert "Figure 1: Cap a." in text and "See Figure 1, ?@fig-missing and mail @someone." in text
+
+
+def test_text_right_after_bold_does_not_continue_the_typst_call(tmp_path):
+    # pandoc writes **www** as #strong[www]; ".dl" right after it would be a field access
+    md = "A card: **www**.dl.example.org, **f**(x) and *g*[0] end.\n"
+    typ = _filter(md, "typst")
+    path = tmp_path / "x.pdf"
+    path.write_bytes(typst.compile(typ.encode(), format="pdf", ignore_system_fonts=True))
+    _, text = _pdf_text(path)
+    assert "www.dl.example.org, f(x) and g[0] end." in text
+
+
+def test_table_cells_starting_with_markup_stay_text(tmp_path):
+    md = "| a | b |\n|:--|:--|\n| = None finally | - x |\n| + y | / z |\n"
+    typ = _filter(md, "typst")
+    path = tmp_path / "x.pdf"
+    path.write_bytes(typst.compile(typ.encode(), format="pdf", ignore_system_fonts=True))
+    _, text = _pdf_text(path)
+    assert "= None finally" in text and "- x" in text and "+ y" in text and "/ z" in text
+
+
+def test_static_png_honours_log_axes_and_error_bars():
+    import plotly.graph_objects as go
+
+    def png(**kw):
+        f = go.Figure()
+        f.add_scatter(x=["a", "b"], y=[3, 50], **kw.pop("trace", {}))
+        f.update_layout(**kw)
+        return viz.static_png(f)
+
+    plain = png()
+    assert png(yaxis_type="log") != plain
+    assert png(trace={"error_y": dict(type="data", symmetric=False, array=[1, 0], arrayminus=[1, 2])}) != plain
