@@ -240,6 +240,9 @@ class SteerConfig:
     keeping the SAE error term. Headline metrics and the best coefficient use this mode."""
     both_modes: bool = True
     """Also sweep the other mode (written to data/steer/results.json only)."""
+    all_specialists: bool = True
+    """Also sweep every other category's specialist at `hook` in `mode` (one curve per
+    feature, each towards its own category); `category` stays the headline feature."""
     max_drift: float = 0.5
     """MiniLM best coefficient: highest target similarity among coefficients whose
     embedding drift 1 - cos(steered, unsteered) is at most this."""

@@ -431,6 +431,16 @@ def matched_control(freq: np.ndarray, feature: int, exclude: set[int], rng: np.r
     return int(rng.choice(near))
 
 
+def ablation_roles(specialists: dict[str, int], freq: np.ndarray, rng: np.random.Generator, n_candidates: int = 5) -> dict[str, dict[str, int]]:
+    """{category: {"specialist": f, "control": g}}: each specialist with its own
+    frequency-matched control (matched_control), no feature used twice."""
+    exclude, roles = set(specialists.values()), {}
+    for c, f in specialists.items():
+        roles[c] = {"specialist": f, "control": matched_control(freq, f, exclude, rng, n_candidates)}
+        exclude.add(roles[c]["control"])
+    return roles
+
+
 @torch.no_grad()
 def ablation_study(
     handle: ModelHandle, sae, hook: str, features: dict[str, dict[str, int]], toks: list[TokenizedText], labels: list[str],

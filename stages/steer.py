@@ -25,13 +25,13 @@ from sae_workbench.models import load_model
 from sae_workbench.sae import load_sae
 from sae_workbench.steering import (
     MODES,
+    ablation_roles,
     ablation_study,
     category_centroids,
     embedding_metric,
     feature_attribution,
     generation_study,
     logprob_metric,
-    matched_control,
     slope,
     steer_sentence_embeddings,
 )
@@ -112,6 +112,28 @@ def main(args, params):
     result.update(best_coefficient=g.best_coefficient, best_rule=g.best_rule, sweeps={m: asdict(s) for m, s in sweeps.items()})
     metrics["best_coefficient"] = g.best_coefficient
 
+    # one curve per feature: every other category's specialist, towards its own category
+    if cfg.all_specialists:
+        per_feature = {}
+        for c in CATEGORIES:
+            f, m = int(specs[c]["feature"]), float(specs[c]["max_act"])
+            if c == cfg.category or m <= 0:
+                continue
+            if params.model.has_lm_head:
+                r = generation_study(handle, sae, f, cfg.hook, m, coefs, prompts, cfg.max_new_tokens, cfg.mode, cfg.max_ppl_ratio, cfg.top_tokens)
+                curve = r.concept_score
+            else:
+                others = [tok(t) for t in held if t.category != c][: cfg.n_texts]
+                r = steer_sentence_embeddings(handle, sae, f, cfg.hook, m, coefs, centroids, others, c, cfg.mode, cfg.max_drift)
+                curve = r.similarity[c]
+            per_feature[c] = {"feature": f, "max_act": m, "significant": specs[c].get("significant"), **asdict(r)}
+            metrics.setdefault("per_feature", {})[c] = {"feature": f, "slope": slope(coefs, curve), "best_coefficient": r.best_coefficient}
+        per_feature[cfg.category] = {"feature": feature, "max_act": max_act, "significant": specs[cfg.category].get("significant"), **asdict(g)}
+        own = g.concept_score if params.model.has_lm_head else g.similarity[cfg.category]
+        metrics.setdefault("per_feature", {})[cfg.category] = {"feature": feature, "slope": slope(coefs, own), "best_coefficient": g.best_coefficient}
+        result["per_feature"] = {c: per_feature[c] for c in CATEGORIES if c in per_feature}
+        metrics["per_feature"] = {c: metrics["per_feature"][c] for c in CATEGORIES if c in metrics["per_feature"]}
+
     # ablation: every specialist of the hook, and a frequency-matched random control
     labels = [t.category for t in held]
     if cfg.ablation:
@@ -121,10 +143,7 @@ def main(args, params):
         freq = np.bincount(ft.feature, minlength=ft.d_sae) / max(1, ft.n_rows)
         rng = np.random.default_rng(params.seed)
         chosen = {c: int(specs[c]["feature"]) for c in CATEGORIES if c in specs}
-        exclude, roles = set(chosen.values()), {}
-        for c, f in chosen.items():
-            roles[c] = {"specialist": f, "control": matched_control(freq, f, exclude, rng, cfg.control_candidates)}
-            exclude.add(roles[c]["control"])
+        roles = ablation_roles(chosen, freq, rng, cfg.control_candidates)
         abl = ablation_study(handle, sae, cfg.hook, roles, [tok(t) for t in held], labels, centroids)
         for c, r in abl.items():
             for role in r.values():

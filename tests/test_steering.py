@@ -381,6 +381,9 @@ def test_stage_writes_metrics_and_results(tmp_path, minilm, trained_sae):
     att = res["attribution"]
     assert att["text_id"] == "python-03" and len(att["tokens"]) == len(att["offsets"]) == len(att["per_token"][0]["values"])
     assert set(res["sweeps"]) == {"add"} and res["sweeps"]["add"]["best_rule"]
+    assert set(res["per_feature"]) == set(cats) == set(m["per_feature"])  # one curve per specialist
+    for c, pf in res["per_feature"].items():
+        assert pf["feature"] == specs[c]["feature"] and len(pf["similarity"][c]) == 3
     raw["steer"]["attribution_text"] = "no-such-text"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(SystemExit) as e:
