@@ -85,21 +85,17 @@ local function visible(el)
   return not cond
 end
 
+local function unwrap_if_visible(el)
+  local v = visible(el)
+  if v == nil then
+    return nil
+  end
+  return v and el.content or {}
+end
+
 local conditional = {
-  Div = function(el)
-    local v = visible(el)
-    if v == nil then
-      return nil
-    end
-    return v and el.content or {}
-  end,
-  Span = function(el)
-    local v = visible(el)
-    if v == nil then
-      return nil
-    end
-    return v and el.content or {}
-  end,
+  Div = unwrap_if_visible,
+  Span = unwrap_if_visible,
   CodeBlock = function(el)
     local v = visible(el)
     if v == nil then
@@ -180,6 +176,24 @@ local function make_float(div)
   return pandoc.Div(body, pandoc.Attr(id, classes))
 end
 
+-- Quarto's table syntax `: Caption {#tbl-x}` puts the id on the Table itself:
+-- number it like a `::: {#tbl-x}` div (the caption becomes the last paragraph).
+local function table_float(tbl)
+  local id = tbl.identifier or ""
+  if not id:match("^tbl%-") then
+    return nil
+  end
+  local caption = pandoc.Inlines({})
+  for _, b in ipairs(tbl.caption.long or {}) do
+    if b.content then
+      caption:extend(b.content)
+    end
+  end
+  tbl.identifier = ""
+  tbl.caption = { long = {} }
+  return make_float(pandoc.Div({ tbl, pandoc.Para(caption) }, pandoc.Attr(id)))
+end
+
 local function resolve(cite)
   local out = pandoc.Inlines({})
   for i, c in ipairs(cite.citations) do
@@ -213,7 +227,7 @@ end
 
 local floats = {
   Pandoc = function(doc)
-    doc.blocks = doc.blocks:walk({ Div = make_float })
+    doc.blocks = doc.blocks:walk({ Div = make_float, Table = table_float })
     doc.blocks = doc.blocks:walk({ Cite = resolve })
     return doc
   end,

@@ -90,6 +90,16 @@ def highlight_block(record: dict, acts: np.ndarray, max_act: float, target: bool
     return f'<div class="tokhl">{meta}{body}</div>'
 
 
+_MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def md_escape(text: str) -> str:
+    """Data text (token contexts, generations) as literal Markdown: every ASCII
+    punctuation character backslash-escaped (so `$x$`, `\\begin{..}`, `**`,
+    `<tag>`, `|` stay text in pandoc and Quarto), newlines as spaces."""
+    return _MD_PUNCT.sub(r"\\\1", text.replace("\r", " ").replace("\n", " "))
+
+
 def typst_str(s: str) -> str:
     """A Typst string literal holding `s` exactly: whatever the text holds
     (#, $, *, _, [, ], @, <, backticks, backslashes, quotes, newlines), it is

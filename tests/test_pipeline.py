@@ -118,7 +118,9 @@ def test_report_html_has_figures_highlights_and_metric_values(tiny_run):
     n_fig = len(re.findall(r'<figure id="fig-', html))
     captions = re.findall(r"<strong>Figure(?:\xa0|&nbsp;| )(\d+):</strong>", html)
     assert n_fig >= 10 and [int(c) for c in captions] == list(range(1, n_fig + 1))
-    assert "?@fig" not in html and 'class="quarto-xref">Figure' in html  # every cross-reference resolved
+    tables = re.findall(r"<strong>Table(?:\xa0|&nbsp;| )(\d+):</strong>", html)
+    assert len(tables) >= 10 and [int(t) for t in tables] == list(range(1, len(tables) + 1))
+    assert "?@" not in html and 'class="quarto-xref">Figure' in html and 'class="quarto-xref">Table' in html  # every cross-reference resolved
     assert "#box(" not in html  # no Typst leaks into the HTML
     for h in TINY["hooks"]:
         ev = json.loads((tiny_run / f"metrics/sae/{h}.json").read_text())["explained_variance"]

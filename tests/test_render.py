@@ -295,3 +295,31 @@ def test_static_png_honours_log_axes_and_error_bars():
     plain = png()
     assert png(yaxis_type="log") != plain
     assert png(trace={"error_y": dict(type="data", symmetric=False, array=[1, 0], arrayminus=[1, 2])}) != plain
+
+
+@pytest.mark.parametrize("to", ["html5", "typst"])
+def test_md_escape_keeps_data_text_literal(to, tmp_path):
+    text = r"$\sqrt{2}$ **x** <b>|c|</b> \begin{pmatrix} a \\ b \end{pmatrix} _y_ #h [l](u) `c` ~s~ ^t^ @cite 1. 2)"
+    md = "| v | context |\n|--:|:--|\n| 1 | " + viz.md_escape(text) + " |\n\nAfter.\n\n## Next heading\n"
+    out = _filter(md, to)
+    if to == "html5":
+        import html as _html
+
+        plain = re.sub(r"\s+", " ", _html.unescape(re.sub(r"<[^>]+>", "", out)))
+        assert text in plain and "<h2" in out and "math" not in out
+    else:
+        path = tmp_path / "x.pdf"
+        path.write_bytes(typst.compile(out.encode(), format="pdf", ignore_system_fonts=True))
+        _, pdf_text = _pdf_text(path)
+        assert "Next heading" in pdf_text and "pmatrix" in pdf_text and "sqrt" in pdf_text
+
+
+def test_quarto_table_captions_are_numbered_and_referenced(tmp_path):
+    md = "| a |\n|--|\n| 1 |\n\n: Cap one {#tbl-x}\n\n::: {#fig-y}\nimg\n\nFig cap\n:::\n\n| b |\n|--|\n| 2 |\n\n: Cap two {#tbl-z}\n\nSee @tbl-x, @tbl-z and @fig-y.\n"
+    html = _filter(md, "html5")
+    assert re.findall(r"<strong>Table\xa0(\d):</strong> Cap (\w+)", html) == [("1", "one"), ("2", "two")]
+    assert re.sub(r"[ \n]+", " ", html).count('class="quarto-xref">Table\xa02</a>') == 1
+    path = tmp_path / "x.pdf"
+    path.write_bytes(typst.compile(_filter(md, "typst").encode(), format="pdf", ignore_system_fonts=True))
+    _, text = _pdf_text(path)
+    assert "Table 1: Cap one" in text and "Table 2: Cap two" in text and "See Table 1, Table 2 and Figure 1." in text
