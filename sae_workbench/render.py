@@ -3,10 +3,10 @@
     python -m sae_workbench.render report          # what the render stage runs
 
 report/ is a Quarto book (report/_quarto.yml). Its chapters are index.qmd and
-the notebooks papermill executed (report/executed/: summary.ipynb, then one
-hook-*.ipynb per hook); which hooks there are depends on params, so this
-command first writes report/_chapters.yml (`book: chapters:`), which
-_quarto.yml merges in through `metadata-files`.
+the notebooks papermill executed (report/executed/: FRONT_CHAPTERS, one
+hook-<hook>.ipynb per hook of params.yaml, BACK_CHAPTERS); which hooks there
+are depends on params, so this command first writes report/_chapters.yml
+(`book: chapters:`), which _quarto.yml merges in through `metadata-files`.
 
 With `quarto` on PATH this is then `quarto render report`: HTML and Typst PDF,
 the notebooks are not executed again (`execute: enabled: false`); outputs
