@@ -116,18 +116,21 @@ def token_activations(
 
     Texts are batched by length (right padding, attention mask), so padding
     never changes a token's activations; one forward pass serves all hooks."""
-    order = sorted(range(len(toks)), key=lambda i: len(toks[i].ids))  # similar lengths share a batch
     per_text: dict[str, list] = {h: [None] * len(toks) for h in hooks}
-    pad_id = getattr(handle.tokenizer, "pad_token_id", None) or 0
-    for b in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
-        idx = order[b : b + batch_size]
-        ids, mask = pad_batch([toks[i].ids for i in idx], pad_id)
+    for idx in tqdm(length_batches(toks, batch_size), desc=desc, unit="batch"):
+        ids, mask = pad_batch([toks[i].ids for i in idx], handle.pad_id)
         out = handle.run_hooks(ids, mask, hooks)
         for row, i in enumerate(idx):
             keep = torch.tensor([not s for s in toks[i].special])
             for h in hooks:
                 per_text[h][i] = out[h][row, : len(toks[i].ids)][keep]
     return per_text
+
+
+def length_batches(toks: list[TokenizedText], batch_size: int) -> list[list[int]]:
+    """Text indices in batches of similar length (less padding), in a fixed order."""
+    order = sorted(range(len(toks)), key=lambda i: (len(toks[i].ids), i))
+    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
 
 
 def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,6 +32,16 @@ CATEGORIES = (
 )
 
 
+STEER_MODES = ("add", "clamp")
+
+
+def _at_least(cfg, section: str, lo: int, *fields: str) -> None:
+    """ValueError naming the first of `fields` of `cfg` below `lo`."""
+    for f in fields:
+        if getattr(cfg, f) < lo:
+            raise ValueError(f"{section}.{f} must be >= {lo}, got {getattr(cfg, f)}")
+
+
 def hook_layer(hook: str) -> int:
     """Layer index of a hook name such as 'blocks.3.hook_resid_pre'."""
     m = HOOK_RE.match(hook)
@@ -90,15 +100,12 @@ class DataConfig:
     """Texts per forward pass during extraction."""
 
     def __post_init__(self) -> None:
-        for f in ("corpus_wiki_en", "corpus_wiki_es", "corpus_wiki_fr", "corpus_code"):
-            if getattr(self, f) < 0:
-                raise ValueError(f"data.{f} must be >= 0, got {getattr(self, f)}")
+        _at_least(self, "data", 0, "corpus_wiki_en", "corpus_wiki_es", "corpus_wiki_fr", "corpus_code")
         if self.corpus_wiki_en + self.corpus_wiki_es + self.corpus_wiki_fr + self.corpus_code == 0:
             raise ValueError("data.corpus_* are all 0: the SAE corpus would be empty")
         if not 8 <= self.max_tokens <= 512:
             raise ValueError(f"data.max_tokens must be in [8, 512], got {self.max_tokens}")
-        if self.batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        _at_least(self, "data", 1, "batch_size")
 
 
 ARCHITECTURES = ("relu", "topk", "batchtopk")
@@ -152,10 +159,7 @@ class SAEConfig:
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"sae.architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
-        if self.expansion < 1:
-            raise ValueError(f"sae.expansion must be >= 1, got {self.expansion}")
-        if self.k < 1:
-            raise ValueError(f"sae.k must be >= 1, got {self.k}")
+        _at_least(self, "sae", 1, "expansion", "k")
         if self.l1_coefficient < 0 or self.aux_coefficient < 0:
             raise ValueError("sae.l1_coefficient and sae.aux_coefficient must be >= 0")
         if not 0 < self.lr < 1:
@@ -205,17 +209,13 @@ class AnalysisConfig:
     """Histogram bins of a card's non-zero activations."""
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise ValueError(f"analysis.top_k must be >= 1, got {self.top_k}")
+        _at_least(self, "analysis", 1, "top_k")
         if self.n_bootstrap < 100 or self.n_permutations < 100:
             raise ValueError("analysis.n_bootstrap and analysis.n_permutations must be >= 100")
         if not 0 < self.alpha < 1:
             raise ValueError(f"analysis.alpha must be in (0, 1), got {self.alpha}")
-        for f in ("min_active_tokens", "coact_min_tokens", "card_top_tokens", "card_bins"):
-            if getattr(self, f) < 1:
-                raise ValueError(f"analysis.{f} must be >= 1, got {getattr(self, f)}")
-        if self.card_strongest < 0:
-            raise ValueError(f"analysis.card_strongest must be >= 0, got {self.card_strongest}")
+        _at_least(self, "analysis", 1, "min_active_tokens", "coact_min_tokens", "card_top_tokens", "card_bins")
+        _at_least(self, "analysis", 0, "card_strongest")
 
 
 @dataclass
@@ -267,15 +267,13 @@ class SteerConfig:
             raise ValueError(f"steer.category must be one of {', '.join(CATEGORIES)}, got {self.category!r}")
         if not self.coefficients:
             raise ValueError("steer.coefficients is empty")
-        if self.mode not in ("add", "clamp"):
+        if self.mode not in STEER_MODES:
             raise ValueError(f"steer.mode must be 'add' or 'clamp', got {self.mode!r}")
         if not 0 < self.max_drift <= 2:
             raise ValueError(f"steer.max_drift must be in (0, 2], got {self.max_drift}")
         if self.max_ppl_ratio < 1:
             raise ValueError(f"steer.max_ppl_ratio must be >= 1, got {self.max_ppl_ratio}")
-        for f in ("n_texts", "max_new_tokens", "top_tokens", "control_candidates", "attribution_top"):
-            if getattr(self, f) < 1:
-                raise ValueError(f"steer.{f} must be >= 1, got {getattr(self, f)}")
+        _at_least(self, "steer", 1, "n_texts", "max_new_tokens", "top_tokens", "control_candidates", "attribution_top")
 
 
 @dataclass

@@ -56,6 +56,16 @@ class ModelHandle:
     def n_layers(self) -> int:
         return int(self.model.cfg.n_layers)
 
+    @property
+    def pad_id(self) -> int:
+        """Token id used to right-pad batches (the attention mask hides it)."""
+        return getattr(self.tokenizer, "pad_token_id", None) or 0
+
+    @property
+    def final_hook(self) -> str:
+        """The last block's residual output, which sentence encoders pool."""
+        return f"blocks.{self.n_layers - 1}.hook_resid_post"
+
     def check_hooks(self, hooks: list[str]) -> None:
         names = set(self.model.hook_dict)
         for h in hooks:

@@ -44,8 +44,8 @@ from typing import NamedTuple
 import nbformat
 import yaml
 
-from .data import atomic_write_text
-from .viz import PLOTLY_MARKER, raw_block
+from .data import atomic_write_bytes, atomic_write_text
+from .viz import PLOTLY_MARKER, code_fence, raw_block
 
 FILTER = Path(__file__).with_name("report_filter.lua")
 CHAPTERS_FILE = "_chapters.yml"
@@ -170,7 +170,7 @@ def _book_chapters(report_dir: Path, cfg: dict) -> tuple[str, list[Path]]:
 
 
 def _code_block(text: str) -> str:
-    fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", text)), default=0))
+    fence = code_fence(text)
     return f"{fence}\n{text.rstrip()}\n{fence}"
 
 
@@ -293,7 +293,6 @@ def render_pdf(chapters: list[Path], out_pdf: Path, title: str, papersize: str |
     import typst
 
     md = book_markdown(chapters, html=False)
-    out_pdf.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="render-typst-") as tmp:
         tmp = Path(tmp)
         md = extract_data_uris(md, tmp / "media")
@@ -305,16 +304,9 @@ def render_pdf(chapters: list[Path], out_pdf: Path, title: str, papersize: str |
         )
         typ = TYPST_PREAMBLE + typ
         (tmp / "report.typ").write_text(typ, encoding="utf-8")
-        fd, part = tempfile.mkstemp(dir=out_pdf.parent, prefix=f".{out_pdf.name}.", suffix=".tmp.pdf")
-        os.close(fd)
-        try:
-            epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))  # fixed date: same input, same PDF
-            typst.compile(str(tmp / "report.typ"), output=part, root=str(tmp), ignore_system_fonts=True, timestamp=epoch)
-            os.chmod(part, 0o644)
-            os.replace(part, out_pdf)
-        except BaseException:
-            Path(part).unlink(missing_ok=True)
-            raise
+        epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))  # fixed date: same input, same PDF
+        pdf = typst.compile(str(tmp / "report.typ"), root=str(tmp), ignore_system_fonts=True, timestamp=epoch)
+    atomic_write_bytes(out_pdf, pdf)
     return out_pdf
 
 

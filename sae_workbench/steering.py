@@ -58,10 +58,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .activations import pad_batch
+from .activations import length_batches, pad_batch
+from .config import STEER_MODES
 from .models import ModelHandle, TokenizedText
 
-MODES = ("add", "clamp")
+MODES = STEER_MODES
 
 Edit = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """edit(resid [batch, pos, d], keep [batch, pos]) -> new resid."""
@@ -136,34 +137,23 @@ def keep_mask(toks: list[TokenizedText], width: int) -> torch.Tensor:
     return keep
 
 
-def _pad_id(handle: ModelHandle) -> int:
-    return getattr(handle.tokenizer, "pad_token_id", None) or 0
-
-
-def _by_length(toks: list[TokenizedText], batch_size: int):
-    """Batches of text indices of similar length (less padding), in a fixed order."""
-    order = sorted(range(len(toks)), key=lambda i: (len(toks[i].ids), i))
-    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
-
-
 @torch.no_grad()
 def pooled_embeddings(
     handle: ModelHandle, toks: list[TokenizedText], hook: str | None = None, edit: Edit | None = None, batch_size: int = 32
 ) -> torch.Tensor:
     """[n_texts, d_model] pooled final-layer embeddings, optionally with `edit`
     applied to the residual stream at `hook` (on kept tokens)."""
-    last = f"blocks.{handle.n_layers - 1}.hook_resid_post"
     out = torch.zeros(len(toks), handle.d_model)
-    for idx in _by_length(toks, batch_size):
+    for idx in length_batches(toks, batch_size):
         chunk = [toks[i] for i in idx]
-        ids, mask = pad_batch([t.ids for t in chunk], _pad_id(handle))
+        ids, mask = pad_batch([t.ids for t in chunk], handle.pad_id)
         cap: dict[str, torch.Tensor] = {}
 
         def grab(x, hook=None, cap=cap):
             cap["h"] = x.detach()
             return x
 
-        hooks = [(last, grab)]
+        hooks = [(handle.final_hook, grab)]
         if edit is not None:
             hooks.insert(0, (hook, edit_hook(edit, keep_mask(chunk, ids.shape[1]))))
         handle.model.run_with_hooks(ids, attention_mask=mask, fwd_hooks=hooks)
@@ -178,9 +168,9 @@ def next_token_logprobs(
     """[n_texts] mean log-probability of each text's actual next tokens (every
     token after the first, predicted from its prefix), optionally with `edit` at `hook`."""
     out = torch.zeros(len(toks))
-    for idx in _by_length(toks, batch_size):
+    for idx in length_batches(toks, batch_size):
         chunk = [toks[i] for i in idx]
-        ids, mask = pad_batch([t.ids for t in chunk], _pad_id(handle))
+        ids, mask = pad_batch([t.ids for t in chunk], handle.pad_id)
         hooks = [] if edit is None else [(hook, edit_hook(edit, keep_mask(chunk, ids.shape[1])))]
         logits = handle.model.run_with_hooks(ids, attention_mask=mask, fwd_hooks=hooks, return_type="logits")
         lp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
@@ -194,8 +184,8 @@ def hook_activations(handle: ModelHandle, toks: list[TokenizedText], hook: str, 
     """Residual at `hook` of the right-padded texts: (x [n, width, d_model] float32, keep [n, width])."""
     width = max(len(t.ids) for t in toks)
     x = torch.zeros(len(toks), width, handle.d_model)
-    for idx in _by_length(toks, batch_size):
-        ids, mask = pad_batch([toks[i].ids for i in idx], _pad_id(handle))
+    for idx in length_batches(toks, batch_size):
+        ids, mask = pad_batch([toks[i].ids for i in idx], handle.pad_id)
         x[idx, : ids.shape[1]] = handle.run_hooks(ids, mask, [hook])[hook]
     return x, keep_mask(toks, width)
 
@@ -484,8 +474,7 @@ def embedding_metric(centroid: torch.Tensor) -> Metric:
             cap["h"] = x
             return x
 
-        last = f"blocks.{handle.n_layers - 1}.hook_resid_post"
-        handle.model.run_with_hooks(ids, attention_mask=mask, fwd_hooks=[*hooks, (last, grab)])
+        handle.model.run_with_hooks(ids, attention_mask=mask, fwd_hooks=[*hooks, (handle.final_hook, grab)])
         return (mean_pool(cap["h"].float(), mask)[0] * centroid).sum()
 
     return metric

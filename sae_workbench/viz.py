@@ -152,7 +152,7 @@ def highlight_block_typst(record: dict, acts: np.ndarray, max_act: float, target
     )
 
 
-def _fence(content: str, char: str = "`") -> str:
+def code_fence(content: str, char: str = "`") -> str:
     """A code fence longer than any run of `char` inside `content`."""
     runs = re.findall(re.escape(char) + "+", content)
     return char * max(3, 1 + max((len(r) for r in runs), default=0))
@@ -160,7 +160,7 @@ def _fence(content: str, char: str = "`") -> str:
 
 def raw_block(content: str, fmt: str) -> str:
     """A pandoc/Quarto raw block: passed through for `fmt`, dropped for every other format."""
-    fence = _fence(content)
+    fence = code_fence(content)
     return f"{fence}{{={fmt}}}\n{content}\n{fence}"
 
 
@@ -407,14 +407,9 @@ def specialist_blocks(ft, table, feature: int, category: str, n_own: int = 4, n_
     ]
 
 
-def specialist_highlights(ft, table, feature: int, category: str, n_own: int = 4, n_other: int = 3, split: str = "heldout") -> str:
-    """Highlighted held-out texts for one specialist as HTML: up to n_own of its
-    category (orange) and its n_other strongest texts from other categories (grey)."""
-    blocks = specialist_blocks(ft, table, feature, category, n_own, n_other, split)
-    return HIGHLIGHT_CSS + "".join(highlight_block(*blk) for blk in blocks)
-
-
 def specialist_highlights_md(ft, table, feature: int, category: str, n_own: int = 4, n_other: int = 3, split: str = "heldout") -> str:
-    """The same texts as `specialist_highlights`, as Markdown for both report
-    formats (see `highlight_md`); show with display(Markdown(...))."""
+    """Highlighted held-out texts for one specialist (`specialist_blocks`: its
+    category's in orange, the other categories' strongest in grey), as
+    Markdown for both report formats (see `highlight_md`); show with
+    display(Markdown(...))."""
     return highlight_md(specialist_blocks(ft, table, feature, category, n_own, n_other, split))

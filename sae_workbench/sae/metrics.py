@@ -87,10 +87,9 @@ def ce_loss_recovered(handle: ModelHandle, sae, hook: str, toks: list[TokenizedT
     model = handle.model
     totals = {"clean": 0.0, "recon": 0.0, "zero": 0.0}
     n_tok = 0
-    pad_id = getattr(handle.tokenizer, "pad_token_id", None) or 0
     for b in range(0, len(toks), batch_size):
         chunk = toks[b : b + batch_size]
-        ids, mask = pad_batch([t.ids for t in chunk], pad_id)
+        ids, mask = pad_batch([t.ids for t in chunk], handle.pad_id)
         keep = keep_mask(chunk, ids.shape[1])
         target_mask = mask[:, 1:].float()
         for name, edit in (("clean", None), ("recon", _splice(sae)), ("zero", _zero)):
