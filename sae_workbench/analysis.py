@@ -64,7 +64,7 @@ def specialist_scores(strength: np.ndarray, labels: list[str], category: str) ->
     inside = np.asarray([lab == category for lab in labels])
     if inside.all() or not inside.any():
         raise ValueError(f"category {category!r} needs texts both inside and outside it")
-    return strength[inside].mean(0) - strength[~inside].mean(0)
+    return _category_scores(strength, inside[None].astype(np.float64))[0]
 
 
 def find_specialists(
@@ -218,8 +218,11 @@ def analyze_hook(
 
 
 def _category_scores(strength: np.ndarray, onehot: np.ndarray) -> np.ndarray:
-    """[n_cat, d]: mean strength inside each category minus mean outside.
-    onehot: [n_cat, n_texts] 0/1 (rows may be batched: [P, n_cat, n_texts])."""
+    """[n_cat, d]: mean strength inside each category minus mean outside, in
+    float64 (specialist_scores, the bootstrap and the permutation null all
+    use this one computation, so a shuffle that restores the labels ties exactly).
+    onehot: [n_cat, n_texts] 0/1."""
+    strength = np.asarray(strength, dtype=np.float64)
     n_in = onehot.sum(-1, keepdims=True)
     n = onehot.shape[-1]
     inside = onehot @ strength
