@@ -48,7 +48,7 @@ from .data import atomic_write_bytes, atomic_write_text
 from .viz import PLOTLY_MARKER, code_fence, raw_block
 
 FILTER = Path(__file__).with_name("report_filter.lua")
-CHAPTERS_FILE = "_chapters.yml"
+CHAPTERS_FILE = "_pipeline.yml"
 DEFAULT_TITLE = "SAE workbench report"
 
 REPORT_CSS = """<style>
@@ -69,7 +69,7 @@ def _natural_key(name: str):
     return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name)]
 
 
-FRONT_CHAPTERS = ("summary", "training")
+FRONT_CHAPTERS = ("abstract", "methods", "training")
 """Chapters before the per-hook ones (executed/<name>.ipynb), in order."""
 BACK_CHAPTERS = ("compare", "steering", "discussion")
 """Chapters after the per-hook ones."""
@@ -97,16 +97,19 @@ def _params_hooks(report_dir: Path) -> list[str] | None:
 
 
 def write_chapters(report_dir: Path) -> list[str]:
-    """Write report/_chapters.yml, the book's chapter list (index.qmd, then the
-    executed notebooks), only if it changed; returns the list."""
+    """Write report/_pipeline.yml, which _quarto.yml merges in (metadata-files):
+    the book's chapter list (index.qmd, then the executed notebooks) and the
+    PDF's font directories (FONT_PACKAGES, where this machine installed them).
+    Written only if it changed; returns the chapter list."""
     executed = report_dir / "executed"
     nbs = notebook_order(executed, _params_hooks(report_dir)) if executed.is_dir() else []
     if not nbs:
         raise ValueError(f"no executed notebooks in {executed}: run dvc repro first")
     chapters = (["index.qmd"] if (report_dir / "index.qmd").exists() else []) + [p.relative_to(report_dir).as_posix() for p in nbs]
     text = (
-        "# Written by `python -m sae_workbench.render` from report/executed/: do not edit.\n"
-        "# _quarto.yml merges it in (metadata-files).\n" + yaml.safe_dump({"book": {"chapters": chapters}}, sort_keys=False)
+        "# Written by `python -m sae_workbench.render` (the render stage of dvc repro): do not edit.\n"
+        "# _quarto.yml merges it in (metadata-files), so `quarto render report` finds the chapters and fonts.\n"
+        + yaml.safe_dump({"book": {"chapters": chapters}, "format": {"typst": {"font-paths": font_dirs()}}}, sort_keys=False)
     )
     path = report_dir / CHAPTERS_FILE
     if not path.exists() or path.read_text() != text:
@@ -209,7 +212,12 @@ def notebook_markdown(nb: nbformat.NotebookNode, html: bool, plotly_seen: bool) 
             elif kind == "error":
                 raise ValueError(f"an executed notebook holds an error ({out.get('ename')}): re-run dvc repro")
             elif "text/markdown" in data:
-                chunks.append("".join(data["text/markdown"]))
+                text = "".join(data["text/markdown"])
+                if PLOTLY_MARKER in text:  # report_kit.setup's plotly.js loader: HTML only, once
+                    if plotly_seen or not html:
+                        continue
+                    plotly_seen = True
+                chunks.append(text)
             elif "text/html" in data:
                 if not html:
                     continue  # raw HTML never reaches the PDF
@@ -258,11 +266,11 @@ def extract_data_uris(markdown: str, media_dir: Path) -> str:
     return DATA_URI.sub(repl, markdown)
 
 
-def _pandoc(args: list[str], markdown: str, cwd: Path | None = None) -> str:
+def _pandoc(args: list[str], markdown: str, cwd: Path | None = None, filters: list[Path] = ()) -> str:
     import pypandoc
 
     proc = subprocess.run(
-        [pypandoc.get_pandoc_path(), "--from=markdown", f"--lua-filter={FILTER}", *args],
+        [pypandoc.get_pandoc_path(), "--from=markdown", f"--lua-filter={FILTER}", *(f"--lua-filter={f.resolve()}" for f in filters), *args],
         input=markdown.encode("utf-8"),
         capture_output=True,
         cwd=cwd,
@@ -272,10 +280,11 @@ def _pandoc(args: list[str], markdown: str, cwd: Path | None = None) -> str:
     return proc.stdout.decode("utf-8")
 
 
-def render_html(chapters: list[Path], out_html: Path, title: str) -> Path:
+def render_html(chapters: list[Path], out_html: Path, title: str, filters: list[Path] = ()) -> Path:
     md = book_markdown(chapters, html=True)
     html = _pandoc(
-        ["--to=html5", "--standalone", "--toc", "--toc-depth=2", f"--metadata=title:{title}", "--metadata=lang:en"], md
+        ["--to=html5", "--standalone", "--toc", "--toc-depth=2", f"--metadata=title:{title}", "--metadata=lang:en"], md,
+        filters=filters,
     )
     html = html.replace("</head>", REPORT_CSS + "\n</head>", 1)
     atomic_write_text(out_html, html)
@@ -287,7 +296,27 @@ TYPST_PREAMBLE = "#show figure: set block(breakable: true)\n"
 it; _quarto.yml's typst include-in-header carries the same rule for Quarto."""
 
 
-def render_pdf(chapters: list[Path], out_pdf: Path, title: str, papersize: str | None = None) -> Path:
+FONT_PACKAGES = ("manimgx_fonts", "manimgx_fonts_cjk")
+"""PyPI packages (requirements.txt, SIL Open Font License) whose fonts the PDF
+sets what Typst's own fonts (Latin, Greek, Cyrillic) lack: Noto Sans for
+Arabic, Devanagari and other scripts, Noto Sans CJK, Noto Emoji. Named, not
+all system fonts, so what else a machine has installed does not change the PDF."""
+
+
+def font_dirs() -> list[str]:
+    """The directories of FONT_PACKAGES; ValueError if one is not installed."""
+    import importlib.util
+
+    dirs = []
+    for name in FONT_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise ValueError(f"font package {name.replace('_', '-')} is not installed: pip install -r requirements.txt")
+        dirs.append(str(Path(list(spec.submodule_search_locations)[0]).resolve()))
+    return dirs
+
+
+def render_pdf(chapters: list[Path], out_pdf: Path, title: str, papersize: str | None = None, filters: list[Path] = ()) -> Path:
     """Markdown -> pandoc Typst writer -> typst (python package) -> PDF. Images
     go to files next to the .typ in a temporary directory (Typst's root)."""
     import typst
@@ -301,11 +330,12 @@ def render_pdf(chapters: list[Path], out_pdf: Path, title: str, papersize: str |
             + ([f"--variable=papersize:{papersize}"] if papersize else []),
             md,
             cwd=tmp,
+            filters=filters,
         )
         typ = TYPST_PREAMBLE + typ
         (tmp / "report.typ").write_text(typ, encoding="utf-8")
         epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))  # fixed date: same input, same PDF
-        pdf = typst.compile(str(tmp / "report.typ"), root=str(tmp), ignore_system_fonts=True, timestamp=epoch)
+        pdf = typst.compile(str(tmp / "report.typ"), root=str(tmp), ignore_system_fonts=True, font_paths=font_dirs(), timestamp=epoch)
     atomic_write_bytes(out_pdf, pdf)
     return out_pdf
 
@@ -317,22 +347,123 @@ def render_with_pandoc(report_dir: Path, out_html: Path, out_pdf: Path | None = 
     out_pdf = out_pdf or out_html.with_suffix(".pdf")
     typst_fmt = (cfg.get("format") or {}).get("typst")
     papersize = typst_fmt.get("papersize") if isinstance(typst_fmt, dict) else None
-    render_html(chapters, out_html, title)
-    render_pdf(chapters, out_pdf, title, papersize)
+    filters = cfg.get("filters") or []
+    filters = [report_dir / f for f in ([filters] if isinstance(filters, str) else filters)]
+    render_html(chapters, out_html, title, filters)
+    render_pdf(chapters, out_pdf, title, papersize, filters)
     return Rendered(out_html, out_pdf)
+
+
+class RenderError(ValueError):
+    """A render failed; the message is one line naming the chapter and the cause."""
+
+
+QUARTO_LEFTOVERS = ("_output", ".quarto", "*.quarto_ipynb", "*.typ", "screenshots")
+"""What a Quarto render leaves in a book directory: not copied into the scratch copy."""
+
+
+def _chapter_title(path: Path) -> str:
+    """A chapter's title: its first level-1 Markdown heading, else its file name."""
+    try:
+        if path.suffix == ".ipynb":
+            texts = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+        else:
+            texts = [path.read_text(encoding="utf-8")]
+    except (OSError, ValueError):
+        return path.name
+    for text in texts:
+        m = re.search(r"^# +(.+?)\s*(\{[^}]*\})?\s*$", text, re.M)
+        if m:
+            return m.group(1).replace("`", "")
+    return path.name
+
+
+def _typst_chapter(typ: Path, line: int) -> str | None:
+    """Title of the level-1 heading at or before `line` of a Typst book file."""
+    try:
+        lines = typ.read_text(encoding="utf-8").splitlines()[:line]
+    except OSError:
+        return None
+    for text in reversed(lines):
+        m = re.match(r"^= (.+?)\s*(<[^>]*>)?\s*$", text) or re.match(r"^#heading\(.*?\)\[(.+)\]", text)
+        if m:
+            return re.sub(r"[`#*_]|\\", "", m.group(1)).strip()
+    return None
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def quarto_error_line(log: str, work: Path) -> str:
+    """One line out of Quarto's output: which chapter failed and why.
+
+    The chapter is the file of the last progress line (`[ 3/9] executed/x.ipynb`)
+    for the HTML pass, or the level-1 heading above the failing line of the
+    merged Typst file for the PDF."""
+    log = ANSI.sub("", log)
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    cause = next((ln for ln in lines if re.match(r"(ERROR|error)\b", ln)), None) or (lines[-1] if lines else "no output")
+    cause = re.sub(r"^(ERROR|error):?\s*", "", cause)
+    chapter = None
+    m = re.search(r"[┌╭]─\s*(\S+?\.typ):(\d+)", log)
+    if m:
+        typ = work / m.group(1)
+        where = _typst_chapter(typ, int(m.group(2)))
+        chapter = f"{where!r} (PDF, {m.group(1)} line {m.group(2)})" if where else f"PDF ({m.group(1)} line {m.group(2)})"
+    else:
+        files = re.findall(r"^\[\s*\d+/\d+\]\s+(\S+)", log, re.M)
+        if files:
+            chapter = f"{_chapter_title(work / files[-1])!r} ({files[-1]})"
+    return f"quarto render failed in chapter {chapter}: {cause}" if chapter else f"quarto render failed: {cause}"
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Put a copy of directory src at dst, replacing dst: a reader sees the old
+    directory or the new one, never a half-copied one."""
+    new = dst.with_name(f".{dst.name}.new")
+    old = dst.with_name(f".{dst.name}.old")
+    for d in (new, old):
+        shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(src, new)
+    if dst.exists():
+        dst.rename(old)
+    new.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def render_with_quarto(report_dir: Path, quarto: str) -> Rendered:
+    """`quarto render` of a scratch copy of the book (every format of _quarto.yml:
+    HTML and Typst PDF); on success its _output replaces report/_output, on
+    failure RenderError with one line and report/ is left as it was (Quarto's
+    own leftovers, .quarto/ and index.typ, stay in the scratch copy)."""
+    with tempfile.TemporaryDirectory(prefix="render-quarto-") as tmp:
+        work = Path(tmp) / report_dir.name
+        shutil.copytree(report_dir, work, ignore=shutil.ignore_patterns(*QUARTO_LEFTOVERS))
+        env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+        env.setdefault("SOURCE_DATE_EPOCH", "0")  # Typst's PDF date: same input, same PDF
+        proc = subprocess.run([quarto, "render", str(work)], capture_output=True, text=True, env=env)
+        out = work / "_output"
+        if proc.returncode != 0:
+            raise RenderError(quarto_error_line(proc.stderr + "\n" + proc.stdout, work))
+        for f in ("index.html", "report.pdf"):
+            if not (out / f).is_file():
+                raise RenderError(f"quarto render wrote no _output/{f} (exit 0): check report/_quarto.yml's formats")
+        _replace_dir(out, report_dir / "_output")
+    return Rendered(report_dir / "_output" / "index.html", report_dir / "_output" / "report.pdf")
 
 
 def render(report_dir: str | Path = "report", force_fallback: bool = False) -> Rendered:
     """Render with Quarto where installed, else with the pandoc fallback;
-    returns the paths of the HTML (Quarto: the book's index.html) and the PDF."""
+    returns the paths of the HTML (the book's index.html) and the PDF."""
     report_dir = Path(report_dir)
     write_chapters(report_dir)
-    out = report_dir / "_output"
     quarto = shutil.which("quarto")
     if quarto and not force_fallback:
-        subprocess.run([quarto, "render", str(report_dir)], check=True)  # every format in _quarto.yml: html, typst
-        return Rendered(out / "index.html", out / "report.pdf")
-    return render_with_pandoc(report_dir, out / "report.html", out / "report.pdf")
+        return render_with_quarto(report_dir, quarto)
+    with tempfile.TemporaryDirectory(prefix="render-pandoc-") as tmp:
+        out = render_with_pandoc(report_dir, Path(tmp) / "index.html", Path(tmp) / "report.pdf")
+        _replace_dir(Path(tmp), report_dir / "_output")
+    return Rendered(report_dir / "_output" / out.html.name, report_dir / "_output" / out.pdf.name)
 
 
 def main(argv=None) -> None:
@@ -342,6 +473,8 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     try:
         paths = render(a.report_dir, a.fallback)
+        if not a.fallback and not shutil.which("quarto"):
+            print("render: Quarto is not installed, so the pandoc fallback rendered the report (https://quarto.org/docs/get-started/)")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

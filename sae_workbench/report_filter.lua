@@ -233,39 +233,4 @@ local floats = {
   end,
 }
 
--- Pandoc's Typst writer emits Strong, Emph, ... as `#strong[...]`; text right
--- after it that starts with ".", "(" or "[" would continue the call
--- (`#strong[www].dl` is a field access). A `;` ends the expression early.
-local CALLS = { Strong = true, Emph = true, Underline = true, Strikeout = true, Superscript = true,
-  Subscript = true, SmallCaps = true, Link = true, Span = true, Cite = true, Quoted = true }
-
-local typst_calls = {
-  -- Table cells are Plain blocks written as `[...]`: text starting with "=",
-  -- "-", "+" or "/" there would start a heading or a list item in Typst.
-  Plain = function(el)
-    if FORMAT ~= "typst" then
-      return nil
-    end
-    local first = el.content[1]
-    if first and first.t == "Str" and first.text:match("^[=%-%+/]") then
-      el.content:insert(1, pandoc.RawInline("typst", "\\"))
-      return el
-    end
-  end,
-  Inlines = function(inlines)
-    if FORMAT ~= "typst" then
-      return nil
-    end
-    local out = pandoc.Inlines({})
-    for i, el in ipairs(inlines) do
-      out:insert(el)
-      local nxt = inlines[i + 1]
-      if CALLS[el.t] and nxt and nxt.t == "Str" and nxt.text:match("^[%.%(%[]") then
-        out:insert(pandoc.RawInline("typst", ";"))
-      end
-    end
-    return out
-  end,
-}
-
-return { conditional, floats, typst_calls }
+return { conditional, floats }

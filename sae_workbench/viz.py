@@ -173,6 +173,12 @@ def highlight_md(blocks: list[tuple[dict, np.ndarray, float, bool]]) -> str:
     return raw_block(html_part, "html") + "\n\n" + raw_block(typst_part, "typst") + "\n"
 
 
+def html_only(html_text: str) -> str:
+    """Markdown that carries `html_text` to HTML output only (a raw HTML block
+    inside Quarto's conditional div; the pandoc fallback's filter reads it too)."""
+    return '::: {.content-visible when-format="html"}\n\n' + raw_block(html_text, "html") + "\n\n:::\n"
+
+
 def plotly_js_once() -> str:
     """The plotly.js bundle inline, to emit once at the top of a notebook so its
     figures work offline (the HTML fallback keeps only the first copy)."""

@@ -2,6 +2,9 @@
 
 $ python stages/notebook.py --notebook report/hook.ipynb --out report/executed/hook-blocks.3.hook_resid_pre.ipynb -p hook blocks.3.hook_resid_pre
 The executed copy keeps every output, so renderers never run code again.
+Markdown cells may name a parameter as {{name}} (a chapter title such as
+"# Hook `{{hook}}`"): the executed copy has its value there, so the title is
+a Markdown heading, which Quarto reads for the sidebar and the PDF outline.
 """
 
 import os
@@ -18,10 +21,15 @@ def args(p):
     p.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="notebook parameter")
 
 
-def drop_timings(path: Path) -> None:
-    """Remove execution timestamps, durations and random cell ids, so the same
-    inputs give the same executed notebook (and DVC sees nothing new)."""
+def finish(path: Path, values: dict) -> None:
+    """Fill {{name}} in Markdown cells with the parameter values; remove
+    execution timestamps, durations and random cell ids, so the same inputs
+    give the same executed notebook (and DVC sees nothing new)."""
     nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for name, value in values.items():
+                cell.source = cell.source.replace("{{" + name + "}}", str(value))
     for key in ("start_time", "end_time", "duration"):
         nb.metadata.get("papermill", {}).pop(key, None)
     for i, cell in enumerate(nb.cells):
@@ -44,9 +52,10 @@ def main(args, params):
     values["params_path"] = args.params
     try:
         pm.execute_notebook(
-            args.notebook, str(tmp), parameters=values, cwd=os.getcwd(), kernel_name="python3", progress_bar=False
+            args.notebook, str(tmp), parameters=values, cwd=os.getcwd(), kernel_name="python3", progress_bar=False,
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not its "running over TCP without encryption" warning
         )
-        drop_timings(tmp)
+        finish(tmp, values)
         tmp.replace(out)
     except pm.PapermillExecutionError as e:
         tmp.unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 """The report renderer's pandoc fallback, on real pandoc, real typst and pypdf:
 small executed notebooks built here (outputs set directly, no kernel) become
-report/_output/report.html and report/_output/report.pdf."""
+report/_output/index.html and report/_output/report.pdf."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import typst
 from sae_workbench import render, viz
 
 REPO = Path(__file__).resolve().parents[1]
+TYPST_SAFE = REPO / "report" / "typst_safe.lua"
 MAGIC = "4242.17"  # a number that must reach both outputs
 HOSTILE = 'x = a#b $5 *c* _d_ [e] \\f @g <h> `i` ``` "q" ]) } // #set text(red) $x^2$ @fig-a </b>'
 
@@ -56,7 +57,8 @@ def _figures():
 def _build_report(root: Path) -> Path:
     report = root / "report"
     (report / "executed").mkdir(parents=True)
-    shutil.copy(REPO / "report" / "_quarto.yml", report / "_quarto.yml")  # the project's real book config
+    for f in ("_quarto.yml", "typst_safe.lua"):  # the project's real book config and its filter
+        shutil.copy(REPO / "report" / f, report / f)
     bar, heat, lines = _figures()
     rec = _record(HOSTILE)
     acts = np.linspace(0, 3, len(rec["offsets"])).astype(np.float32)
@@ -65,7 +67,7 @@ def _build_report(root: Path) -> Path:
     filler = "\n\n".join(f"Paragraph {i}: the specialists keep their held-out scores across layers. " * 12 for i in range(14))
     summary = _notebook(
         [
-            _html(viz.plotly_js_once()[: len(viz.PLOTLY_MARKER)] + "<script>/* plotly.js stand-in */</script>"),
+            _md(viz.html_only(viz.PLOTLY_MARKER + "<script>/* plotly.js stand-in */</script>")),
             _md("# Summary\n\nAs " + viz.ref("score-blocks.1.hook_resid_pre") + " shows, and [-@fig-depth], see also " + viz.ref("tab", "tbl") + "."),
             _md(viz.figure_md(bar, "score-blocks.1.hook_resid_pre", "Held-out specialist score per *category*.")),
             _md(viz.figure_md(lines, "depth", "Score by depth.")),
@@ -78,14 +80,14 @@ def _build_report(root: Path) -> Path:
     )
     hook = _notebook(
         [
-            _html(viz.plotly_js_once()[: len(viz.PLOTLY_MARKER)] + "<script>/* plotly.js stand-in */</script>"),
+            _md(viz.html_only(viz.PLOTLY_MARKER + "<script>/* plotly.js stand-in */</script>")),
             _md("# Hook `blocks.1.hook_resid_pre`\n\nThe matrix is " + viz.ref("matrix-blocks.1") + "."),
             _md(viz.figure_md(heat, "matrix-blocks.1", "Score of each specialist in each category.")),
             _html('<div class="raw-html-only">raw html output</div>'),
             _md(viz.highlight_md([(rec, acts, 3.0, True), (code, code_acts, 3.0, True), (rec, acts, 3.0, False)])),
         ]
     )
-    nbformat.write(summary, report / "executed" / "summary.ipynb")
+    nbformat.write(summary, report / "executed" / "abstract.ipynb")
     nbformat.write(hook, report / "executed" / "hook-blocks.1.hook_resid_pre.ipynb")
     return report
 
@@ -105,14 +107,14 @@ def _pdf_text(path: Path) -> tuple[int, str]:
 
 def test_outputs_and_chapter_list(rendered):
     report, out = rendered
-    assert out.html == report / "_output" / "report.html" and out.pdf == report / "_output" / "report.pdf"
+    assert out.html == report / "_output" / "index.html" and out.pdf == report / "_output" / "report.pdf"
     assert out.html.exists() and out.pdf.exists()
     assert not [p for p in out.html.parent.iterdir() if p.name.startswith(".")]  # no temp files left
-    chapters = (report / "_chapters.yml").read_text()
-    assert chapters.index("executed/summary.ipynb") < chapters.index("executed/hook-blocks.1.hook_resid_pre.ipynb")
+    chapters = (report / "_pipeline.yml").read_text()
+    assert chapters.index("executed/abstract.ipynb") < chapters.index("executed/hook-blocks.1.hook_resid_pre.ipynb")
     title, files = render.book_chapters(report)
     assert title.startswith("What is the model thinking about")
-    assert [f.name for f in files] == ["summary.ipynb", "hook-blocks.1.hook_resid_pre.ipynb"]
+    assert [f.name for f in files] == ["abstract.ipynb", "hook-blocks.1.hook_resid_pre.ipynb"]
 
 
 def test_html_figures_captions_refs_and_highlights(rendered):
@@ -192,12 +194,12 @@ def test_error_output_gives_value_error(tmp_path):
     (report / "executed").mkdir(parents=True)
     shutil.copy(REPO / "report" / "_quarto.yml", report / "_quarto.yml")
     nb = _notebook([nbformat.v4.new_output("error", ename="KeyError", evalue="'x'", traceback=[])])
-    nbformat.write(nb, report / "executed" / "summary.ipynb")
+    nbformat.write(nb, report / "executed" / "abstract.ipynb")
     with pytest.raises(ValueError, match="holds an error"):
         render.render(report, force_fallback=True)
     r = subprocess.run([sys.executable, "-m", "sae_workbench.render", str(report), "--fallback"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "KeyError" in r.stderr
-    assert not (report / "_output" / "report.html").exists() and not (report / "_output" / "report.pdf").exists()
+    assert not (report / "_output" / "index.html").exists() and not (report / "_output" / "report.pdf").exists()
 
 
 def test_missing_notebooks_give_value_error(tmp_path):
@@ -210,13 +212,13 @@ def test_missing_notebooks_give_value_error(tmp_path):
 def test_chapter_order_and_quarto_config(tmp_path):
     report = tmp_path / "report"
     (report / "executed").mkdir(parents=True)
-    for name in ["hook-blocks.10.x.ipynb", "hook-blocks.2.x.ipynb", "summary.ipynb"]:
+    for name in ["hook-blocks.10.x.ipynb", "hook-blocks.2.x.ipynb", "abstract.ipynb"]:
         nbformat.write(_notebook([_md("text")]), report / "executed" / name)
     (report / "index.qmd").write_text("---\ntitle: Preface\n---\n\nWhat this is.\n")
     shutil.copy(REPO / "report" / "_quarto.yml", report / "_quarto.yml")
     assert render.write_chapters(report) == [
         "index.qmd",
-        "executed/summary.ipynb",
+        "executed/abstract.ipynb",
         "executed/hook-blocks.2.x.ipynb",
         "executed/hook-blocks.10.x.ipynb",
     ]
@@ -232,7 +234,7 @@ def _filter(markdown: str, to: str) -> str:
     import pypandoc
 
     r = subprocess.run(
-        [pypandoc.get_pandoc_path(), "-f", "markdown", "-t", to, f"--lua-filter={render.FILTER}"],
+        [pypandoc.get_pandoc_path(), "-f", "markdown", "-t", to, f"--lua-filter={render.FILTER}", f"--lua-filter={TYPST_SAFE}"],
         input=markdown, capture_output=True, text=True, check=True,
     )
     return r.stdout

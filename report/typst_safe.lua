@@ -1,0 +1,49 @@
+--[[ Keep data text literal in Typst output.
+
+Pandoc 3.9's Typst writer escapes text well, with two holes through which a
+token, a context or a URL from the labelled texts becomes Typst markup:
+  1. an inline written as a Typst call (#strong[...], #emph[...],
+     #link(...)[...], ...) followed by text starting with ".", "(" or "["
+     continues the call: **www**.example.com -> #strong[www].example, "strong
+     does not have field". A ";" ends the expression and prints nothing.
+  2. a Plain block (a table cell, a tight list item) whose text starts like a
+     heading, list or term item ("= x", "- x", "+ x", "/ x", "1. x") opens a
+     heading or list inside the table ("pagebreaks are not allowed inside of
+     containers"). An empty content block #[] in front means the line does
+     not start with it.
+Quarto runs it (report/_quarto.yml `filters:`), and so does the pandoc fallback
+(sae_workbench.render reads the same list).
+--]]
+
+if FORMAT ~= "typst" then
+  return {}
+end
+
+local CALLS = {
+  Strong = true, Emph = true, Underline = true, Strikeout = true, Superscript = true,
+  Subscript = true, SmallCaps = true, Link = true, Span = true, Cite = true, Quoted = true,
+}
+
+local function end_calls(inlines)
+  local out = pandoc.Inlines({})
+  for i, el in ipairs(inlines) do
+    out:insert(el)
+    local nxt = inlines[i + 1]
+    if CALLS[el.t] and nxt and nxt.t == "Str" and nxt.text:match("^[%.%(%[]") then
+      out:insert(pandoc.RawInline("typst", ";"))
+    end
+  end
+  return out
+end
+
+local function guard_line_start(el)
+  local first = el.content[1]
+  if first and first.t == "Str" and (first.text:match("^[=%-%+/]") or first.text:match("^%d+[.)]$")) then
+    el.content:insert(1, pandoc.RawInline("typst", "#[]"))
+    return el
+  end
+end
+
+return {
+  { Inlines = end_calls, Plain = guard_line_start },
+}

@@ -1,0 +1,61 @@
+"""What every report notebook needs, in one place: the run's params, its
+outputs, and Markdown/figure output that Quarto and the pandoc fallback both read.
+
+A chapter notebook's set-up cell is
+
+    from sae_workbench.report_kit import fnum, md, read, setup, show, slug
+    params = setup(params_path)
+
+`setup` also emits the plotly.js bundle once per notebook, as HTML-only
+Markdown (`::: {.content-visible when-format="html"}`), so the PDF shows
+nothing for it (a bare `display(HTML(...))` prints its Python repr there).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from IPython.display import Markdown, display
+
+from . import viz
+from .config import Params, load_params
+
+VERDICT = {
+    "stronger": "stronger specialists than",
+    "weaker": "weaker specialists than",
+    "mixed": "specialists neither clearly stronger nor weaker than",
+}
+"""How a component-vs-residual verdict reads in a sentence."""
+
+
+def setup(params_path: str | Path) -> Params:
+    """Load params.yaml and emit the plotly.js loader (HTML output only)."""
+    params = load_params(params_path)
+    md(viz.html_only(viz.plotly_js_once()))
+    return params
+
+
+def read(path: str | Path):
+    """A JSON output of the pipeline."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def md(text: str) -> None:
+    """Show Markdown (the renderers read it as Markdown, not as HTML)."""
+    display(Markdown(text))
+
+
+def show(fig, label: str, caption: str) -> None:
+    """An interactive figure (HTML) / static image (PDF) with a numbered caption."""
+    md(viz.figure_md(fig, label, caption))
+
+
+def slug(hook: str) -> str:
+    """A hook name as a label fragment (blocks.3.hook_resid_pre -> blocks-3-hook-resid-pre)."""
+    return hook.replace(".", "-").replace("_", "-")
+
+
+def fnum(x, nd: int = 3) -> str:
+    """A number with nd decimals, 'n/a' for None or NaN."""
+    return "n/a" if x is None or (isinstance(x, float) and x != x) else f"{x:.{nd}f}"
