@@ -96,13 +96,15 @@ def _params_hooks(report_dir: Path) -> list[str] | None:
         return None
 
 
-def write_chapters(report_dir: Path) -> list[str]:
-    """Write report/_pipeline.yml, which _quarto.yml merges in (metadata-files):
-    the book's chapter list (index.qmd, then the executed notebooks) and the
-    PDF's font directories (FONT_PACKAGES, where this machine installed them).
-    Written only if it changed; returns the chapter list."""
+def write_chapters(report_dir: Path, hooks: list[str] | None = None) -> list[str]:
+    """Write report_dir/_pipeline.yml, which _quarto.yml merges in
+    (metadata-files): the book's chapter list (index.qmd, then the executed
+    notebooks) and the PDF's font directories (FONT_PACKAGES, where this
+    machine installed them). Hook chapters in the order of `hooks` (default:
+    params.yaml's beside report_dir). Written only if it changed; returns the chapters."""
     executed = report_dir / "executed"
-    nbs = notebook_order(executed, _params_hooks(report_dir)) if executed.is_dir() else []
+    hooks = _params_hooks(report_dir) if hooks is None else hooks
+    nbs = notebook_order(executed, hooks) if executed.is_dir() else []
     if not nbs:
         raise ValueError(f"no executed notebooks in {executed}: run dvc repro first")
     chapters = (["index.qmd"] if (report_dir / "index.qmd").exists() else []) + [p.relative_to(report_dir).as_posix() for p in nbs]
@@ -358,7 +360,7 @@ class RenderError(ValueError):
     """A render failed; the message is one line naming the chapter and the cause."""
 
 
-QUARTO_LEFTOVERS = ("_output", ".quarto", "*.quarto_ipynb", "*.typ", "screenshots")
+QUARTO_LEFTOVERS = ("_output", ".quarto", "*.quarto_ipynb", "*.typ", "screenshots", CHAPTERS_FILE)
 """What a Quarto render leaves in a book directory: not copied into the scratch copy."""
 
 
@@ -387,7 +389,8 @@ def _typst_chapter(typ: Path, line: int) -> str | None:
     for text in reversed(lines):
         m = re.match(r"^= (.+?)\s*(<[^>]*>)?\s*$", text) or re.match(r"^#heading\(.*?\)\[(.+)\]", text)
         if m:
-            return re.sub(r"[`#*_]|\\", "", m.group(1)).strip()
+            title = re.sub(r'#\w+\("((?:[^"\\]|\\.)*)"\);?', r"\1", m.group(1))  # #NormalTok("x"); -> x
+            return re.sub(r"\\(.)", r"\1", re.sub(r"[`*]|#\w+\[|\]", "", title)).strip()
     return None
 
 
@@ -403,13 +406,15 @@ def quarto_error_line(log: str, work: Path) -> str:
     log = ANSI.sub("", log)
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
     cause = next((ln for ln in lines if re.match(r"(ERROR|error)\b", ln)), None) or (lines[-1] if lines else "no output")
-    cause = re.sub(r"^(ERROR|error):?\s*", "", cause)
+    cause = re.sub(r"^((ERROR|error):?\s*)+", "", cause)
     chapter = None
     m = re.search(r"[┌╭]─\s*(\S+?\.typ):(\d+)", log)
     if m:
-        typ = work / m.group(1)
+        typ = Path(m.group(1))
+        typ = typ if typ.is_absolute() else Path.cwd() / typ  # Typst names it relative to Quarto's working directory
         where = _typst_chapter(typ, int(m.group(2)))
-        chapter = f"{where!r} (PDF, {m.group(1)} line {m.group(2)})" if where else f"PDF ({m.group(1)} line {m.group(2)})"
+        place = f"PDF, {typ.name} line {m.group(2)}"
+        chapter = f"{where!r} ({place})" if where else f"? ({place})"
     else:
         files = re.findall(r"^\[\s*\d+/\d+\]\s+(\S+)", log, re.M)
         if files:
@@ -431,39 +436,42 @@ def _replace_dir(src: Path, dst: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def render_with_quarto(report_dir: Path, quarto: str) -> Rendered:
-    """`quarto render` of a scratch copy of the book (every format of _quarto.yml:
-    HTML and Typst PDF); on success its _output replaces report/_output, on
-    failure RenderError with one line and report/ is left as it was (Quarto's
-    own leftovers, .quarto/ and index.typ, stay in the scratch copy)."""
-    with tempfile.TemporaryDirectory(prefix="render-quarto-") as tmp:
-        work = Path(tmp) / report_dir.name
-        shutil.copytree(report_dir, work, ignore=shutil.ignore_patterns(*QUARTO_LEFTOVERS))
-        env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-        env.setdefault("SOURCE_DATE_EPOCH", "0")  # Typst's PDF date: same input, same PDF
-        proc = subprocess.run([quarto, "render", str(work)], capture_output=True, text=True, env=env)
-        out = work / "_output"
-        if proc.returncode != 0:
-            raise RenderError(quarto_error_line(proc.stderr + "\n" + proc.stdout, work))
-        for f in ("index.html", "report.pdf"):
-            if not (out / f).is_file():
-                raise RenderError(f"quarto render wrote no _output/{f} (exit 0): check report/_quarto.yml's formats")
-        _replace_dir(out, report_dir / "_output")
-    return Rendered(report_dir / "_output" / "index.html", report_dir / "_output" / "report.pdf")
+def render_with_quarto(work: Path, quarto: str) -> None:
+    """`quarto render` of the book in `work` (every format of _quarto.yml: HTML
+    and Typst PDF); RenderError with one line if it fails or writes no output."""
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env.setdefault("SOURCE_DATE_EPOCH", "0")  # Typst's PDF date: same input, same PDF
+    proc = subprocess.run([quarto, "render", str(work)], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RenderError(quarto_error_line(proc.stderr + "\n" + proc.stdout, work))
+    for f in ("index.html", "report.pdf"):
+        if not (work / "_output" / f).is_file():
+            raise RenderError(f"quarto render wrote no _output/{f} (exit 0): check report/_quarto.yml's formats")
 
 
 def render(report_dir: str | Path = "report", force_fallback: bool = False) -> Rendered:
     """Render with Quarto where installed, else with the pandoc fallback;
-    returns the paths of the HTML (the book's index.html) and the PDF."""
+    returns the paths of the HTML (the book's index.html) and the PDF.
+
+    Either renders a scratch copy of report/ (without Quarto's leftovers);
+    only a successful render touches report/: its _output replaces
+    report/_output and its _pipeline.yml is written, so a failed one leaves
+    report/ exactly as it was and Quarto's own files (.quarto/, index.typ)
+    never reach it."""
     report_dir = Path(report_dir)
-    write_chapters(report_dir)
-    quarto = shutil.which("quarto")
-    if quarto and not force_fallback:
-        return render_with_quarto(report_dir, quarto)
-    with tempfile.TemporaryDirectory(prefix="render-pandoc-") as tmp:
-        out = render_with_pandoc(report_dir, Path(tmp) / "index.html", Path(tmp) / "report.pdf")
-        _replace_dir(Path(tmp), report_dir / "_output")
-    return Rendered(report_dir / "_output" / out.html.name, report_dir / "_output" / out.pdf.name)
+    quarto = None if force_fallback else shutil.which("quarto")
+    with tempfile.TemporaryDirectory(prefix="render-") as tmp:
+        work = Path(tmp) / report_dir.name
+        shutil.copytree(report_dir, work, ignore=shutil.ignore_patterns(*QUARTO_LEFTOVERS))
+        hooks = _params_hooks(report_dir)
+        write_chapters(work, hooks)
+        if quarto:
+            render_with_quarto(work, quarto)
+        else:
+            render_with_pandoc(work, work / "_output" / "index.html", work / "_output" / "report.pdf")
+        _replace_dir(work / "_output", report_dir / "_output")
+        write_chapters(report_dir, hooks)
+    return Rendered(report_dir / "_output" / "index.html", report_dir / "_output" / "report.pdf")
 
 
 def main(argv=None) -> None:
