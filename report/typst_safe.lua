@@ -11,6 +11,11 @@ token, a context or a URL from the labelled texts becomes Typst markup:
      heading or list inside the table ("pagebreaks are not allowed inside of
      containers"). An empty content block #[] in front means the line does
      not start with it.
+And one for layout:
+  3. pandoc sizes the columns of a pipe table with rows over 72 characters by
+     its separator's dashes (`|:--|---:|`: equal shares), so a long hook name
+     runs over the next column; without widths, Typst sizes each column to
+     its content and wraps.
 Quarto runs it (report/_quarto.yml `filters:`), and so does the pandoc fallback
 (sae_workbench.render reads the same list).
 --]]
@@ -44,6 +49,13 @@ local function guard_line_start(el)
   end
 end
 
+local function auto_widths(tbl)
+  for i, spec in ipairs(tbl.colspecs) do
+    tbl.colspecs[i] = { spec[1], nil }
+  end
+  return tbl
+end
+
 return {
-  { Inlines = end_calls, Plain = guard_line_start },
+  { Inlines = end_calls, Plain = guard_line_start, Table = auto_widths },
 }

@@ -325,3 +325,15 @@ def test_quarto_table_captions_are_numbered_and_referenced(tmp_path):
     path.write_bytes(typst.compile(_filter(md, "typst").encode(), format="pdf", ignore_system_fonts=True))
     _, text = _pdf_text(path)
     assert "Table 1: Cap one" in text and "Table 2: Cap two" in text and "See Table 1, Table 2 and Figure 1." in text
+
+
+def test_long_pipe_table_columns_are_sized_by_content(tmp_path):
+    # rows over 72 characters: pandoc would give each column the share of its separator's dashes
+    row = "| `blocks.10.hook_resid_post_long_name` | 0.912 | " + "a long note " * 6 + "|"
+    md = "| hook | EV | note |\n|:--|--:|:--|\n" + row + "\n"
+    typ = _filter(md, "typst")
+    assert re.search(r"columns: 3,", typ) and "%" not in typ.split("table.header")[0]
+    path = tmp_path / "x.pdf"
+    path.write_bytes(typst.compile(typ.encode(), format="pdf", ignore_system_fonts=True))
+    _, text = _pdf_text(path)
+    assert "blocks.10.hook_resid_post_long_name 0.912" in text
