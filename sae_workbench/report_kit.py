@@ -6,9 +6,10 @@ A chapter notebook's set-up cell is
     from sae_workbench.report_kit import fnum, md, read, setup, show, slug
     params = setup(params_path)
 
-`setup` also emits the plotly.js bundle once per notebook, as HTML-only
+The first `show` of a notebook emits the plotly.js bundle, as HTML-only
 Markdown (`::: {.content-visible when-format="html"}`), so the PDF shows
-nothing for it (a bare `display(HTML(...))` prints its Python repr there).
+nothing for it (a bare `display(HTML(...))` prints its Python repr there),
+and chapters without figures carry no bundle.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ VERDICT = {
 """How a component-vs-residual verdict reads in a sentence."""
 
 
+_plotly_loaded = False
+
+
 def setup(params_path: str | Path) -> Params:
-    """Load params.yaml and emit the plotly.js loader (HTML output only)."""
-    params = load_params(params_path)
-    md(viz.html_only(viz.plotly_js_once()))
-    return params
+    """The run's params (params.yaml, typed)."""
+    return load_params(params_path)
 
 
 def read(path: str | Path):
@@ -47,7 +49,12 @@ def md(text: str) -> None:
 
 
 def show(fig, label: str, caption: str) -> None:
-    """An interactive figure (HTML) / static image (PDF) with a numbered caption."""
+    """An interactive figure (HTML) / static image (PDF) with a numbered caption;
+    the first one of a notebook brings the plotly.js bundle (HTML only)."""
+    global _plotly_loaded
+    if not _plotly_loaded:
+        md(viz.html_only(viz.plotly_js_once()))
+        _plotly_loaded = True
     md(viz.figure_md(fig, label, caption))
 
 
