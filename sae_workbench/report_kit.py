@@ -19,8 +19,11 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
+from typing import NamedTuple
+
 from . import viz
-from .config import Params, load_params
+from .config import CATEGORIES, Params, load_params
+from .data import read_texts
 
 VERDICT = {
     "stronger": "stronger specialists than",
@@ -66,3 +69,29 @@ def slug(hook: str) -> str:
 def fnum(x, nd: int = 3) -> str:
     """A number with nd decimals, 'n/a' for None or NaN."""
     return "n/a" if x is None or (isinstance(x, float) and x != x) else f"{x:.{nd}f}"
+
+
+class LabelledCounts(NamedTuple):
+    """Texts per category in each split of the labelled set."""
+
+    train: dict[str, int]
+    heldout: dict[str, int]
+
+    @property
+    def summary(self) -> str:
+        """E.g. '30 texts per category (20 train, 10 held out)', ranges where categories differ."""
+
+        def span(values) -> str:
+            lo, hi = min(values), max(values)
+            return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+        total = [self.train[c] + self.heldout[c] for c in CATEGORIES]
+        return (f"{span(total)} texts per category ({span(self.train.values())} train, "
+                f"{span(self.heldout.values())} held out)")
+
+
+def labelled_counts(path: str | Path = "data/prepared/eval.jsonl") -> LabelledCounts:
+    """Count the labelled texts the pipeline used (prepare's validated copy)."""
+    texts = read_texts(path)
+    count = {s: {c: sum(t.category == c and t.split == s for t in texts) for c in CATEGORIES} for s in ("train", "heldout")}
+    return LabelledCounts(count["train"], count["heldout"])
