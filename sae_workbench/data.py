@@ -1,8 +1,12 @@
 """Text sets: the labelled evaluation texts and the unlabelled SAE training corpus.
 
 Both are lists of `Text` records written as JSON lines:
-    {"id": "python-01", "category": "python", "split": "train", "text": "..."}
-The corpus uses category "corpus:<source>" and split "corpus".
+    {"id": "python-01", "category": "python", "split": "train",
+     "register": "one_liner", "source": "written here", "text": "..."}
+Labelled texts carry `register` (the kind of text inside its category, e.g.
+math "word_problem" or "latex_display") and `source` (provenance and licence);
+both are optional for other texts and left out of the file when empty. The
+corpus uses category "corpus:<source>" and split "corpus".
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import re
 import sysconfig
 import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import CATEGORIES, DataConfig
@@ -30,6 +34,10 @@ class Text:
     category: str
     split: str
     text: str
+    register: str = ""
+    """Kind of text inside its category (labelled texts only), e.g. 'traceback'."""
+    source: str = ""
+    """Provenance and licence (labelled texts only), e.g. 'written here'."""
 
 
 def atomic_write_text(path: str | Path, content: str) -> None:
@@ -52,8 +60,16 @@ def atomic_write_bytes(path: str | Path, content: bytes) -> None:
         raise
 
 
+def _record(t: Text) -> dict:
+    """JSON record of a text: register and source only when set, text last."""
+    rec = {"id": t.id, "category": t.category, "split": t.split}
+    rec.update({k: v for k, v in (("register", t.register), ("source", t.source)) if v})
+    rec["text"] = t.text
+    return rec
+
+
 def write_texts(path: str | Path, texts: list[Text]) -> None:
-    atomic_write_text(path, "".join(json.dumps(asdict(t), ensure_ascii=False) + "\n" for t in texts))
+    atomic_write_text(path, "".join(json.dumps(_record(t), ensure_ascii=False) + "\n" for t in texts))
 
 
 def read_texts(path: str | Path) -> list[Text]:
@@ -65,8 +81,11 @@ def read_texts(path: str | Path) -> list[Text]:
                 continue
             try:
                 rec = json.loads(line)
-                t = Text(id=str(rec["id"]), category=rec["category"], split=rec["split"], text=rec["text"])
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                t = Text(id=str(rec["id"]), category=rec["category"], split=rec["split"], text=rec["text"],
+                         register=rec.get("register", ""), source=rec.get("source", ""))
+                if not all(isinstance(v, str) for v in (t.category, t.split, t.text, t.register, t.source)):
+                    raise TypeError("category, split, text, register and source must be strings")
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
                 raise ValueError(f"{path}:{i}: not a text record with id/category/split/text ({e})") from None
             if not t.text.strip():
                 raise ValueError(f"{path}:{i}: text {t.id!r} is empty")
@@ -79,7 +98,12 @@ def read_texts(path: str | Path) -> list[Text]:
 
 
 def validate_labelled(texts: list[Text], min_per_category: int = 10) -> None:
-    """The labelled set must cover every category, with both splits, ids unique."""
+    """The labelled set must cover every category, with both splits, ids unique.
+
+    Every labelled text names its register and source; every category has at
+    least two registers, and each register has texts in both splits (so a
+    leave-one-register-out score exists and is tested on unseen texts).
+    """
     ids = Counter(t.id for t in texts)
     dup = [i for i, n in ids.items() if n > 1]
     if dup:
@@ -89,6 +113,9 @@ def validate_labelled(texts: list[Text], min_per_category: int = 10) -> None:
             raise ValueError(f"labelled text {t.id!r}: unknown category {t.category!r} (known: {', '.join(CATEGORIES)})")
         if t.split not in ("train", "heldout"):
             raise ValueError(f"labelled text {t.id!r}: split must be 'train' or 'heldout', got {t.split!r}")
+        for field in ("register", "source"):
+            if not getattr(t, field).strip():
+                raise ValueError(f"labelled text {t.id!r}: no {field} (every labelled text needs a register and a source)")
     for c in CATEGORIES:
         n = sum(t.category == c for t in texts)
         if n < min_per_category:
@@ -96,6 +123,13 @@ def validate_labelled(texts: list[Text], min_per_category: int = 10) -> None:
         for s in ("train", "heldout"):
             if not any(t.category == c and t.split == s for t in texts):
                 raise ValueError(f"labelled texts: category {c!r} has no {s!r} texts")
+        registers = sorted({t.register for t in texts if t.category == c})
+        if len(registers) < 2:
+            raise ValueError(f"labelled texts: category {c!r} has {len(registers)} register(s) {registers}, need >= 2")
+        for r in registers:
+            missing = [s for s in ("train", "heldout") if not any(t.category == c and t.register == r and t.split == s for t in texts)]
+            if missing:
+                raise ValueError(f"labelled texts: register {r!r} of category {c!r} has no {missing[0]!r} texts (each register needs both splits)")
 
 
 def wiki_summaries(lang: str) -> list[tuple[str, str]]:

@@ -379,7 +379,8 @@ def test_stage_writes_metrics_and_results(tmp_path, minilm, trained_sae):
         assert a["specialist"]["feature"] == specs[c]["feature"] and a["control"]["feature"] not in {s["feature"] for s in specs.values()}
         assert a["control"]["frequency"] > 0
     att = res["attribution"]
-    assert att["text_id"] == "python-03" and len(att["tokens"]) == len(att["offsets"]) == len(att["per_token"][0]["values"])
+    first_held = next(t.id for t in texts if t.category == "python" and t.split == "heldout")  # steer.attribution_text ""
+    assert att["text_id"] == first_held and len(att["tokens"]) == len(att["offsets"]) == len(att["per_token"][0]["values"])
     assert set(res["sweeps"]) == {"add"} and res["sweeps"]["add"]["best_rule"]
     assert set(res["per_feature"]) == set(cats) == set(m["per_feature"])  # one curve per specialist
     for c, pf in res["per_feature"].items():
