@@ -4,7 +4,7 @@ On-disk format of one activation set (a directory):
 
     tokens.json
         {"model": str, "hooks": [str], "max_tokens": int,
-         "texts": [{"id", "category", "split", "text",
+         "texts": [{"id", "category", "split", "register", "text",
                     "tokens": [str], "offsets": [[start, end]], "special": [0|1]}]}
         Every token the model saw (padding never appears). `special` = 1 marks
         [CLS]/[SEP]/BOS, masked out of the activation tables below.
@@ -80,6 +80,7 @@ def extract_activations(
             "id": t.id,
             "category": t.category,
             "split": t.split,
+            "register": t.register,
             "text": t.text,
             "tokens": tk.tokens,
             "offsets": [list(o) for o in tk.offsets],

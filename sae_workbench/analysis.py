@@ -70,19 +70,29 @@ def specialist_scores(strength: np.ndarray, labels: list[str], category: str) ->
 def find_specialists(
     strength: np.ndarray, labels: list[str], splits: list[str], categories=CATEGORIES
 ) -> dict[str, dict]:
-    """Per category: the feature with the best train-split specialist score,
-    and that feature's score on the held-out split."""
+    """Per category: the feature whose strongest activation per text best
+    separates the category's train texts from the others (train AUROC; ties
+    broken by the specialist score), with its score and AUROC on the held-out split."""
     splits_arr = np.asarray(splits)
     tr, ho = splits_arr == "train", splits_arr == "heldout"
     lab = np.asarray(labels)
+    cats = list(categories)
+    S_tr = strength[tr].astype(np.float64)
+    Y_tr = _onehot(lab[tr], cats)
+    for c, y in zip(cats, Y_tr):
+        if y.all() or not y.any():
+            raise ValueError(f"category {c!r} needs train texts both inside and outside it")
+    feats = _select(column_ranks(S_tr), S_tr, Y_tr)
+    auc_tr = _category_aurocs(column_ranks(S_tr[:, feats]), Y_tr)
+    sc_tr = _category_scores(S_tr[:, feats], Y_tr)
     out = {}
-    for c in categories:
-        s_tr = specialist_scores(strength[tr], list(lab[tr]), c)
-        f = int(np.argmax(s_tr))
+    for j, c in enumerate(cats):
+        f = int(feats[j])
         s_ho = specialist_scores(strength[ho][:, [f]], list(lab[ho]), c)[0] if ho.any() else float("nan")
         out[c] = {
             "feature": f,
-            "train_score": float(s_tr[f]),
+            "train_score": float(sc_tr[j, j]),
+            "train_auroc": float(auc_tr[j, j]),
             "heldout_score": float(s_ho),
             "mean_in_heldout": float(strength[ho & (lab == c), f].mean()) if (ho & (lab == c)).any() else float("nan"),
         }
@@ -110,7 +120,11 @@ def analyze_hook(
     strength = ft.per_text_max(text_index, n_texts)
     labels = [t["category"] for t in texts]
     splits = [t["split"] for t in texts]
-    specialists = specialist_statistics(strength, labels, splits, rng, cfg.n_bootstrap, cfg.n_permutations, cfg.alpha)
+    registers = [t.get("register", "") for t in texts]
+    specialists = specialist_statistics(
+        strength, labels, splits, rng, cfg.n_bootstrap, cfg.n_permutations, cfg.alpha,
+        registers=registers if any(registers) else None,
+    )
     count = specialists.pop("_count")
     for v in specialists.values():
         v["max_act"] = float(stats["max_act"][v["feature"]])
@@ -190,8 +204,12 @@ def analyze_hook(
                 "ci_low": r6(v["ci_low"]),
                 "ci_high": r6(v["ci_high"]),
                 "heldout_auroc": r6(v["heldout_auroc"]),
+                "auroc_ci_low": r6(v["auroc_ci_low"]),
+                "auroc_ci_high": r6(v["auroc_ci_high"]),
                 "p_value": r6(v["p_value"]),
                 "significant": v["significant"],
+                **({"register_holdout_auroc": r6(v["register_holdout"]["mean_auroc"]),
+                    "register_holdout_min_auroc": r6(v["register_holdout"]["min_auroc"])} if "register_holdout" in v else {}),
             }
             for c, v in specialists.items()
         },
@@ -230,6 +248,36 @@ def _category_scores(strength: np.ndarray, onehot: np.ndarray) -> np.ndarray:
     return inside / n_in - (total - inside) / (n - n_in)
 
 
+def _onehot(labels: np.ndarray, cats: list[str]) -> np.ndarray:
+    """[n_cat, n_texts] float64 0/1."""
+    return (np.asarray(labels)[None, :] == np.asarray(cats)[:, None]).astype(np.float64)
+
+
+def column_ranks(strength: np.ndarray) -> np.ndarray:
+    """Each feature's texts ranked by strength (1 = weakest; ties share their average rank), float64."""
+    from scipy.stats import rankdata
+
+    return rankdata(np.asarray(strength, dtype=np.float64), axis=0, method="average")
+
+
+def _category_aurocs(ranks: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """[n_cat, d]: AUROC of each feature for each category from column ranks
+    (Mann-Whitney U over n_in * n_out, ties counted 1/2)."""
+    n_in = onehot.sum(-1, keepdims=True)
+    n_out = onehot.shape[-1] - n_in
+    rank_sum = onehot @ ranks
+    return (rank_sum - n_in * (n_in + 1) / 2) / (n_in * n_out)
+
+
+def _select(ranks: np.ndarray, strength: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """Per category, the feature with the highest AUROC; among features within
+    1e-12 of it, the highest specialist score; then the lowest index."""
+    auc = _category_aurocs(ranks, onehot)
+    top = auc >= auc.max(1, keepdims=True) - 1e-12
+    score = np.where(top, _category_scores(strength, onehot), -np.inf)
+    return score.argmax(1)
+
+
 def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     """P(pos > neg) + P(pos == neg) / 2 over all pairs (Mann-Whitney U / n_pos n_neg)."""
     if len(pos) == 0 or len(neg) == 0:
@@ -247,10 +295,14 @@ def specialist_statistics(
     n_perm: int = 1000,
     alpha: float = 0.05,
     categories=CATEGORIES,
+    registers: list[str] | None = None,
 ) -> dict[str, dict]:
-    """find_specialists plus, per category: held-out AUROC, bootstrap interval,
-    permutation p-value and the significance verdict. Also, under the key
-    "_count", the bootstrap interval of the number of positive held-out scores."""
+    """find_specialists plus, per category: held-out AUROC with its bootstrap
+    interval, the held-out score's interval, the permutation p-value of the
+    held-out AUROC (the null repeats the whole search), the verdict, and, given
+    each text's register, the leave-one-register-out AUROC
+    (`register_holdout`). Also, under the key "_count", the bootstrap interval
+    of the number of positive held-out scores."""
     spec = find_specialists(strength, labels, splits, categories)
     sp, lab = np.asarray(splits), np.asarray(labels)
     tr, ho = sp == "train", sp == "heldout"
@@ -258,38 +310,45 @@ def specialist_statistics(
     lab_tr, lab_ho = lab[tr], lab[ho]
     cats = list(categories)
     feats = np.array([spec[c]["feature"] for c in cats])
+    R_tr, R_ho = column_ranks(S_tr), column_ranks(S_ho)
 
     # bootstrap: resample held-out texts within each category
     groups = [np.flatnonzero(lab_ho == c) for c in cats]
     boot = np.empty((n_boot, len(cats)))
+    boot_auc = np.empty((n_boot, len(cats)))
     for b in range(n_boot):
         idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
-        Y = (lab_ho[idx][None, :] == np.asarray(cats)[:, None]).astype(np.float64)
-        sc = _category_scores(S_ho[idx][:, feats], Y)  # [n_cat, n_cat]
-        boot[b] = np.diag(sc)
+        Y = _onehot(lab_ho[idx], cats)
+        S_b = S_ho[idx][:, feats]
+        boot[b] = np.diag(_category_scores(S_b, Y))  # [n_cat, n_cat] -> own feature
+        boot_auc[b] = np.diag(_category_aurocs(column_ranks(S_b), Y))
 
-    # permutation: shuffle labels within each split, redo selection and held-out scoring
+    # permutation: shuffle labels within each split, redo the selection, score the held-out AUROC
+    observed_auc = np.diag(_category_aurocs(R_ho[:, feats], _onehot(lab_ho, cats)))
     observed = np.array([spec[c]["heldout_score"] for c in cats])
     exceed = np.zeros(len(cats))
     for _ in range(n_perm):
-        ptr, pho = rng.permutation(lab_tr), rng.permutation(lab_ho)
-        Ytr = (ptr[None, :] == np.asarray(cats)[:, None]).astype(np.float64)
-        Yho = (pho[None, :] == np.asarray(cats)[:, None]).astype(np.float64)
-        best = _category_scores(S_tr, Ytr).argmax(1)  # re-selected feature per category
-        null = np.diag(_category_scores(S_ho[:, best], Yho))
-        exceed += null >= observed - 1e-12
+        Ytr, Yho = _onehot(rng.permutation(lab_tr), cats), _onehot(rng.permutation(lab_ho), cats)
+        best = _select(R_tr, S_tr, Ytr)  # re-selected feature per category
+        null = np.diag(_category_aurocs(R_ho[:, best], Yho))
+        exceed += null >= observed_auc - 1e-12
     pvals = (1 + exceed) / (1 + n_perm)
 
+    loro = leave_one_register_out(strength, labels, splits, registers, cats) if registers is not None else {}
     for j, c in enumerate(cats):
-        f = spec[c]["feature"]
         lo, hi = np.percentile(boot[:, j], [2.5, 97.5])
+        alo, ahi = np.percentile(boot_auc[:, j], [2.5, 97.5])
         spec[c].update(
-            heldout_auroc=auroc(S_ho[lab_ho == c, f], S_ho[lab_ho != c, f]),
+            heldout_auroc=float(observed_auc[j]),
+            auroc_ci_low=float(alo),
+            auroc_ci_high=float(ahi),
             ci_low=float(lo),
             ci_high=float(hi),
             p_value=float(pvals[j]),
-            significant=bool(observed[j] > 0 and pvals[j] < alpha),
+            significant=bool(pvals[j] < alpha and alo > 0.5),
         )
+        if c in loro:
+            spec[c]["register_holdout"] = loro[c]
     counts = (boot > 0).sum(1)
     spec["_count"] = {
         "positive": int((observed > 0).sum()),
@@ -297,6 +356,38 @@ def specialist_statistics(
         "positive_ci": [float(np.percentile(counts, 2.5)), float(np.percentile(counts, 97.5))],
     }
     return spec
+
+
+def leave_one_register_out(
+    strength: np.ndarray, labels: list[str], splits: list[str], registers: list[str], categories=CATEGORIES
+) -> dict[str, dict]:
+    """Does a category's specialist carry over to a register it never saw?
+
+    For each register r of category c: the specialist is re-selected on the
+    train split without c's texts of register r, then scored by AUROC on all
+    of c's texts of register r (train and held-out: none was seen) against the
+    held-out texts of the other categories. Returns per category
+    {"by_register": {r: {"feature", "auroc", "n"}}, "mean_auroc", "min_auroc"}."""
+    lab, sp, reg = np.asarray(labels), np.asarray(splits), np.asarray(registers)
+    cats = list(categories)
+    out = {}
+    for c in cats:
+        by_reg = {}
+        for r in sorted(set(reg[lab == c]) - {""}):
+            left_out = (lab == c) & (reg == r)
+            train = (sp == "train") & ~left_out
+            S = strength[train].astype(np.float64)
+            Y = _onehot(lab[train], cats)
+            j = cats.index(c)
+            if Y[j].sum() == 0:
+                continue
+            f = int(_select(column_ranks(S), S, Y[j : j + 1])[0])
+            neg = (sp == "heldout") & (lab != c)
+            by_reg[r] = {"feature": f, "auroc": auroc(strength[left_out, f], strength[neg, f]), "n": int(left_out.sum())}
+        if by_reg:
+            vals = [v["auroc"] for v in by_reg.values()]
+            out[c] = {"by_register": by_reg, "mean_auroc": float(np.mean(vals)), "min_auroc": float(np.min(vals))}
+    return out
 
 
 # ---------------------------------------------------------------- co-activation

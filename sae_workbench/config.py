@@ -198,7 +198,9 @@ class AnalysisConfig:
     n_permutations: int = 1000
     """Label shuffles for the permutation p-value; each repeats the whole best-feature search."""
     alpha: float = 0.05
-    """A specialist is significant when its held-out score is > 0 and p < alpha."""
+    """A specialist is significant when p < alpha (permutation test of its held-out
+    AUROC, the null repeating the whole search) and the bootstrap 95% interval of
+    its held-out AUROC lies above 0.5."""
     coact_min_tokens: int = 5
     """Feature pairs co-firing on fewer tokens are left out of the co-activation ranking."""
     card_strongest: int = 5

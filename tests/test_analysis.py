@@ -214,3 +214,38 @@ def test_compare_hooks_and_component_pairing():
     comp = cm["components_vs_resid"]["blocks.1.hook_mlp_out"]
     assert comp["resid_hook"] == hooks[1] and comp["verdict"] == "stronger" and comp["categories_higher_auroc"] >= 1
     assert set(data["specialist_table"]) == set(CATEGORIES) and len(data["top5_strongest"][hooks[0]]) == 5
+
+
+def _two_category_strength(rng, n_per=30):
+    """python and math texts (half train, half held out), registers A/B inside python."""
+    labels = ["python"] * n_per + ["math"] * n_per
+    splits = ["train" if i % 2 == 0 else "heldout" for i in range(2 * n_per)]
+    registers = ["A" if i < n_per // 2 else "B" for i in range(n_per)] + ["x"] * n_per
+    return labels, splits, registers, rng.random((2 * n_per, 6)) * 0.1
+
+
+def test_selection_prefers_the_feature_that_separates_every_text_over_a_loud_one():
+    rng = np.random.default_rng(0)
+    labels, splits, _, strength = _two_category_strength(rng)
+    py = np.array([lab == "python" for lab in labels])
+    strength[np.flatnonzero(py)[:4], 1] = 20.0  # loud on 4 python texts: the largest mean difference
+    strength[py, 2] += 0.5  # quiet on every python text: separates them all
+    spec = find_specialists(strength, labels, splits, categories=("python", "math"))
+    assert spec["python"]["feature"] == 2 and spec["python"]["train_auroc"] == 1.0
+    assert specialist_scores(strength[np.array(splits) == "train"], list(np.array(labels)[np.array(splits) == "train"]), "python").argmax() == 1
+
+
+def test_leave_one_register_out_exposes_a_single_register_specialist():
+    rng = np.random.default_rng(1)
+    labels, splits, registers, strength = _two_category_strength(rng)
+    reg, lab = np.array(registers), np.array(labels)
+    strength[(lab == "python") & (reg == "A"), 1] += 1.0  # fires on register A only
+    strength[(lab == "python") & (reg == "B"), 2] += 1.0  # fires on register B only
+    narrow = specialist_statistics(strength, labels, splits, np.random.default_rng(0), n_boot=50, n_perm=50,
+                                   categories=("python", "math"), registers=registers)["python"]["register_holdout"]
+    assert set(narrow["by_register"]) == {"A", "B"} and narrow["by_register"]["A"]["n"] == 15
+    assert narrow["min_auroc"] < 0.75  # the other register's feature does not carry over
+    strength[lab == "python", 3] += 2.0  # fires on every python text, more strongly
+    broad = specialist_statistics(strength, labels, splits, np.random.default_rng(0), n_boot=50, n_perm=50,
+                                  categories=("python", "math"), registers=registers)["python"]
+    assert broad["register_holdout"]["min_auroc"] == 1.0 and broad["feature"] == 3 and broad["significant"]
