@@ -1,5 +1,6 @@
 """End to end: `dvc repro` of a tiny profile in a temporary copy of the repository,
-on the real MiniLM, real DVC, real papermill and the pandoc renderer."""
+on the real MiniLM, real DVC, real papermill and the pandoc renderer.
+(MiniLM, not the default Gemma: the report chapters do not speak of causal LMs yet.)"""
 
 import json
 import os
@@ -15,6 +16,7 @@ import yaml
 from conftest import ROOT
 
 TINY = {
+    "model": "minilm",
     "hooks": ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre", "blocks.1.hook_mlp_out"],
     "data": {"corpus_wiki_en": 60, "corpus_wiki_es": 20, "corpus_wiki_fr": 20, "corpus_code": 20, "max_tokens": 64, "batch_size": 16},
     "sae": {"architecture": "topk", "k": 16, "expansion": 2, "batch_tokens": 256, "epochs": 2, "buffer_tokens": 4096,
