@@ -202,7 +202,7 @@ class SAEConfig:
     """Steps between checkpoints (an interrupted run resumes from the last); 0: never."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu' or 'cuda'."""
-    fidelity_texts: int = 64
+    fidelity_texts: int = 16
     """Held-out corpus texts used for the downstream-fidelity metric."""
 
     def __post_init__(self) -> None:
