@@ -174,3 +174,26 @@ def test_conversion_is_cached_atomic_and_keyed(fake_gguf, tmp_path):
     assert gguf_hf_dir("fake-gguf-pkg") == d and len(calls) == 2  # the second call converts nothing
     mod.EXPECTED_SHA256 = "cd" * 32  # another GGUF: another directory, converted anew
     assert gguf_cache_dir("fake-gguf-pkg") != d and gguf_hf_dir("fake-gguf-pkg") != d and len(calls) == 3
+
+
+def test_steered_generation_moves_towards_the_feature(gemma):
+    """Adding a feature's decoder direction during generation raises the feature's own
+    activation on the generated tokens, as the unsteered model reads them too."""
+    from sae_lens.saes.sae import SAEMetadata
+    from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+
+    from sae_workbench.causal_lm import steer_generation
+
+    hook = "blocks.9.hook_resid_post"
+    sae = StandardSAE(StandardSAEConfig(d_in=640, d_sae=32, metadata=SAEMetadata(hook_name=hook)))
+    with torch.no_grad():
+        d = torch.nn.functional.normalize(torch.randn(32, 640, generator=torch.Generator().manual_seed(0)), dim=-1)
+        sae.W_dec.copy_(d)
+        sae.W_enc.copy_(d.T)
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    prompt = torch.tensor([gemma.tokenize("The weather today is", 16).ids])
+    rows = steer_generation(gemma, sae, 3, hook, 100.0, [0.0, 4.0], [prompt], max_new_tokens=4)
+    assert [len(r["continuation_ids"]) for r in rows] == [4, 4] and all(isinstance(r["continuation"], str) for r in rows)
+    assert rows[0]["perplexity"] < rows[1]["perplexity"] or rows[0]["continuation_ids"] != rows[1]["continuation_ids"]
+    assert rows[1]["feature_activation"] > rows[0]["feature_activation"] + 100
