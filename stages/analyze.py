@@ -26,8 +26,10 @@ def args(p):
 
 
 def unembedding(params, hook, saes):
-    """(W_dec, W_U, vocab) for models with an LM head, else None."""
-    if not params.model.has_lm_head:
+    """(W_dec, W_U, vocab) for models whose kind has a logit lens, else None."""
+    from sae_workbench.kinds import model_kind
+
+    if not model_kind(params.model).logit_lens:
         return None
     from sae_workbench.models import load_model
     from sae_workbench.sae import load_sae
@@ -35,7 +37,7 @@ def unembedding(params, hook, saes):
     handle = load_model(params.model)
     sae, _ = load_sae(params.model, hook, saes)
     W_U = handle.model.W_U.detach().float().numpy()
-    vocab = [handle.tokenizer.decode([i]) for i in range(W_U.shape[1])]
+    vocab = handle.tokenizer.batch_decode([[i] for i in range(W_U.shape[1])])
     return sae.W_dec.detach().float().numpy(), W_U, vocab
 
 

@@ -3,7 +3,8 @@
 $ python stages/steer.py
 Reads the specialists of steer.hook from data/analysis/<hook>.json, the SAE, the
 evaluation texts and the features' firing frequencies (data/features/<hook>.safetensors).
-Definitions of every measure: sae_workbench/steering.py.
+Definitions of every measure: sae_workbench/causal_lm.py (causal LMs), sae_workbench/encoder.py
+(encoders), sae_workbench/steering.py (ablation, attribution); the profile's kind (sae_workbench/kinds.py) picks.
 - steering sweep of steer.coefficients (x the feature's max activation) in
   steer.mode (and the other mode too if steer.both_modes);
 - ablation of every category's specialist and of a frequency-matched random control;
@@ -15,26 +16,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.config import CATEGORIES
 from sae_workbench.data import read_texts
 from sae_workbench.features import load_features
+from sae_workbench.interventions import MODES, slope
+from sae_workbench.kinds import model_kind
 from sae_workbench.models import load_model
 from sae_workbench.sae import load_sae
-from sae_workbench.steering import (
-    MODES,
-    ablation_roles,
-    ablation_study,
-    category_centroids,
-    embedding_metric,
-    feature_attribution,
-    generation_study,
-    logprob_metric,
-    slope,
-    steer_sentence_embeddings,
-)
+from sae_workbench.steering import ablation_roles, ablation_study, feature_attribution
 
 
 def args(p):
@@ -57,14 +48,11 @@ def rounded(obj, nd=6):
     return obj
 
 
-def per_coef(coefs, values):
-    return {str(c): v for c, v in zip(coefs, values)}
-
-
 @stage(args)
 def main(args, params):
     """Steer, ablate and attribute the steer.category specialist."""
     cfg = params.steer
+    kind = model_kind(params.model)
     specs = read_json(Path(args.analysis) / f"{cfg.hook}.json")["specialists"]
     if cfg.category not in specs:
         raise ValueError(f"data/analysis/{cfg.hook}.json has no {cfg.category} specialist: re-run dvc repro")
@@ -74,41 +62,19 @@ def main(args, params):
     handle = load_model(params.model)
     sae, _ = load_sae(params.model, cfg.hook, args.saes)
     texts = read_texts(args.texts)
-    tok = lambda t: handle.tokenize(t.text, params.data.max_tokens)
-    held = [t for t in texts if t.split == "heldout"]
     coefs = sorted(cfg.coefficients)
     modes = [cfg.mode] + ([m for m in MODES if m != cfg.mode] if cfg.both_modes else [])
     result = {"hook": cfg.hook, "category": cfg.category, "feature": feature, "max_act": max_act, "mode": cfg.mode, "coefficients": coefs}
     metrics = {"feature": feature, "mode": cfg.mode}
 
-    # steering
-    centroids = None
-    if params.model.has_lm_head:
-        prompts = [torch.tensor([handle.tokenize(p, params.data.max_tokens).ids]) for p in cfg.prompts]
-        sweeps = {m: generation_study(handle, sae, feature, cfg.hook, max_act, coefs, prompts, cfg.max_new_tokens, m,
-                                      cfg.max_ppl_ratio, cfg.top_tokens) for m in modes}
-        g = sweeps[cfg.mode]
-        result.update(generations=g.rows, feature_activation=g.feature_activation, concept_score=g.concept_score,
-                      boosted_mass=g.boosted_mass, perplexity=g.perplexity)
-        metrics.update(
-            feature_activation=per_coef(coefs, g.feature_activation), activation_slope=slope(coefs, g.feature_activation),
-            concept_score=per_coef(coefs, g.concept_score), boosted_mass=per_coef(coefs, g.boosted_mass),
-            perplexity=per_coef(coefs, g.perplexity), unsteered_perplexity=g.unsteered["perplexity"],
-        )
-    else:
-        train = {c: [tok(t) for t in texts if t.category == c and t.split == "train"] for c in CATEGORIES}
-        centroids = category_centroids(handle, train)
-        steered = [t for t in held if t.category != cfg.category][: cfg.n_texts]
-        sweeps = {m: steer_sentence_embeddings(handle, sae, feature, cfg.hook, max_act, coefs, centroids, [tok(t) for t in steered],
-                                               cfg.category, m, cfg.max_drift) for m in modes}
-        g = sweeps[cfg.mode]
-        target = g.similarity[cfg.category]
-        result.update(similarity=g.similarity, nearest_target_frac=g.nearest_target_frac, drift=g.drift,
-                      feature_activation=g.feature_activation, steered_texts=[t.id for t in steered])
-        metrics.update(
-            target_similarity=per_coef(coefs, target), target_similarity_slope=slope(coefs, target),
-            nearest_target_frac=per_coef(coefs, g.nearest_target_frac), drift_at_max_coef=g.drift[-1],
-        )
+    # steering, as the model's kind does it (generation or embedding drift)
+    ctx = kind.steering_context(handle, texts, cfg, params.data.max_tokens)
+    tok, held = ctx.tokenize, ctx.held
+    sweeps = {m: kind.sweep(handle, sae, feature, cfg.hook, max_act, coefs, ctx, cfg.category, m, cfg) for m in modes}
+    g = sweeps[cfg.mode]
+    res_fields, met_fields = kind.headline(g, coefs, ctx, cfg.category, cfg)
+    result.update(res_fields)
+    metrics.update(met_fields)
     result.update(best_coefficient=g.best_coefficient, best_rule=g.best_rule, sweeps={m: asdict(s) for m, s in sweeps.items()})
     metrics["best_coefficient"] = g.best_coefficient
 
@@ -119,17 +85,11 @@ def main(args, params):
             f, m = int(specs[c]["feature"]), float(specs[c]["max_act"])
             if c == cfg.category or m <= 0:
                 continue
-            if params.model.has_lm_head:
-                r = generation_study(handle, sae, f, cfg.hook, m, coefs, prompts, cfg.max_new_tokens, cfg.mode, cfg.max_ppl_ratio, cfg.top_tokens)
-                curve = r.concept_score
-            else:
-                others = [tok(t) for t in held if t.category != c][: cfg.n_texts]
-                r = steer_sentence_embeddings(handle, sae, f, cfg.hook, m, coefs, centroids, others, c, cfg.mode, cfg.max_drift)
-                curve = r.similarity[c]
+            r = kind.sweep(handle, sae, f, cfg.hook, m, coefs, ctx, c, cfg.mode, cfg)
             per_feature[c] = {"feature": f, "max_act": m, "significant": specs[c].get("significant"), **asdict(r)}
-            metrics.setdefault("per_feature", {})[c] = {"feature": f, "slope": slope(coefs, curve), "best_coefficient": r.best_coefficient}
+            metrics.setdefault("per_feature", {})[c] = {"feature": f, "slope": slope(coefs, kind.curve(r, c)), "best_coefficient": r.best_coefficient}
         per_feature[cfg.category] = {"feature": feature, "max_act": max_act, "significant": specs[cfg.category].get("significant"), **asdict(g)}
-        own = g.concept_score if params.model.has_lm_head else g.similarity[cfg.category]
+        own = kind.curve(g, cfg.category)
         metrics.setdefault("per_feature", {})[cfg.category] = {"feature": feature, "slope": slope(coefs, own), "best_coefficient": g.best_coefficient}
         result["per_feature"] = {c: per_feature[c] for c in CATEGORIES if c in per_feature}
         metrics["per_feature"] = {c: metrics["per_feature"][c] for c in CATEGORIES if c in metrics["per_feature"]}
@@ -144,14 +104,13 @@ def main(args, params):
         rng = np.random.default_rng(params.seed)
         chosen = {c: int(specs[c]["feature"]) for c in CATEGORIES if c in specs}
         roles = ablation_roles(chosen, freq, rng, cfg.control_candidates)
-        abl = ablation_study(handle, sae, cfg.hook, roles, [tok(t) for t in held], labels, centroids)
+        scores = kind.ablation_scores(handle, [tok(t) for t in held], labels, ctx)
+        abl = ablation_study(scores, sae, cfg.hook, roles, labels, accuracy=kind.ablation_accuracy)
         for c, r in abl.items():
             for role in r.values():
                 role["frequency"] = float(freq[role["feature"]])
             r["specialist"]["significant"] = specs[c].get("significant")
-        score = ("separation = cos(emb, own centroid) - max cos(emb, other centroids)" if centroids is not None
-                 else "mean log-probability of the actual next tokens")
-        result["ablation"] = {"score": score, "drop": "mean over the category's held-out texts of score(clean) - score(ablated)",
+        result["ablation"] = {"score": kind.ablation_score, "drop": "mean over the category's held-out texts of score(clean) - score(ablated)",
                               "texts": [t.id for t in held], "categories": abl}
         metrics["ablation"] = {c: {"specialist_drop": r["specialist"]["drop"], "control_drop": r["control"]["drop"]} for c, r in abl.items()}
 
@@ -160,10 +119,9 @@ def main(args, params):
     text = next((t for t in texts if t.id == pick), None)
     if text is None:
         raise ValueError(f"steer.attribution_text {pick!r} is not a text id in {args.texts}")
-    metric = logprob_metric if centroids is None else embedding_metric(centroids[text.category])
+    metric, metric_name = kind.attribution_metric(ctx, text.category)
     att = feature_attribution(handle, sae, cfg.hook, tok(text), metric, cfg.attribution_top, 3, (feature,))
-    att.update(text_id=text.id, category=text.category, text=text.text,
-               metric_name="mean next-token log-prob" if centroids is None else f"cos(pooled embedding, {text.category} centroid)")
+    att.update(text_id=text.id, category=text.category, text=text.text, metric_name=metric_name)
     result["attribution"] = att
     metrics["attribution_specialist_rank"] = next(p["rank"] for p in att["per_token"] if p["feature"] == feature)
 

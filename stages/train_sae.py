@@ -16,10 +16,10 @@ import torch
 from sae_workbench.activations import load_activation_set
 from sae_workbench.cli import stage, write_json
 from sae_workbench.data import atomic_write_text
+from sae_workbench.kinds import model_kind
 from sae_workbench.models import load_model
 from sae_workbench.sae import (
-    ShuffledBuffer, ce_loss_recovered, embedding_fidelity, load_sae, reconstruction_metrics,
-    safetensors_reader, save_for_saelens, train_sae,
+    ShuffledBuffer, load_sae, reconstruction_metrics, safetensors_reader, save_for_saelens, train_sae,
 )
 
 CURVE_FIELDS = ["step", "tokens", "mse", "aux", "l0", "dead_frac", "lr"]
@@ -62,7 +62,8 @@ def main(args, params):
         extra = {"architecture": params.sae.architecture, "train_tokens": int((~is_eval).sum()), "steps": result.steps}
     else:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "release.json", {"release": params.model.sae_release, "sae_id": hook})
+        release, sae_id = params.model.pretrained_sae(hook)
+        write_json(out / "release.json", {"release": release, "sae_id": sae_id})
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CURVE_FIELDS)
     w.writeheader()
@@ -79,8 +80,8 @@ def main(args, params):
         handle = load_model(params.model)
         texts = [t["text"] for t, h in zip(table.texts, held) if h][:n_fid]
         toks = [handle.tokenize(t, params.data.max_tokens) for t in texts]
-        fn = ce_loss_recovered if params.model.has_lm_head else embedding_fidelity
-        fidelity = {k: round(v, 6) for k, v in fn(handle, sae, hook, toks).items()}
+        # the kind's measure: CE loss recovered and KL (causal LM) or embedding cosine (encoder)
+        fidelity = {k: round(v, 6) for k, v in model_kind(params.model).fidelity(handle, sae, hook, toks).items()}
     metrics = {
         "source": params.model.sae_source,
         **extra,

@@ -1,4 +1,9 @@
-"""Shared fixtures: the real embedded MiniLM, a random GPT-2-shaped model, seeding."""
+"""Shared fixtures: the real Gemma 3 270M (the default profile) and MiniLM, a
+random GPT-2-shaped model, seeding.
+
+Gemma's GGUF -> fp32 conversion is cached across test sessions and pipeline runs
+in $SAE_WORKBENCH_CACHE (default ~/.cache/sae_workbench): the first session
+converts once (~1.5 min), later ones load in ~15 s."""
 
 import os
 import random
@@ -21,15 +26,58 @@ def _seed():
     torch.manual_seed(0)
 
 
+MINILM = {
+    "model": "minilm",
+    "hooks": ["blocks.1.hook_resid_pre", "blocks.3.hook_resid_pre", "blocks.5.hook_resid_pre", "blocks.4.hook_mlp_out", "blocks.4.hook_attn_out"],
+    "steer.hook": "blocks.5.hook_resid_pre",
+}
+"""What switching params.yaml to the MiniLM profile takes (README)."""
+
+
+def raw_params(profile: str | None = None) -> dict:
+    """params.yaml as a dict; profile 'minilm' switches model, hooks and steer.hook to MiniLM's."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if profile == "minilm":
+        raw["model"], raw["hooks"] = MINILM["model"], list(MINILM["hooks"])
+        raw["steer"]["hook"] = MINILM["steer.hook"]
+    elif profile is not None:
+        raise ValueError(profile)
+    return raw
+
+
+def write_params(raw: dict, path: Path) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
 @pytest.fixture(scope="session")
 def params():
+    """The default params.yaml (the gemma profile)."""
     return load_params(ROOT / "params.yaml")
 
 
 @pytest.fixture(scope="session")
-def minilm(params):
+def minilm_params(tmp_path_factory):
+    return load_params(write_params(raw_params("minilm"), tmp_path_factory.mktemp("minilm") / "params.yaml"))
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_params):
     from sae_workbench.models import load_model
 
+    return load_model(minilm_params.model)
+
+
+@pytest.fixture(scope="session")
+def gemma(params):
+    """The real Gemma 3 270M (default profile), loaded once per session."""
+    from sae_workbench.models import load_model
+
+    assert params.model_key == "gemma"
     return load_model(params.model)
 
 
@@ -50,5 +98,5 @@ def tiny_gpt2():
     )
     model = HookedTransformer(cfg)
     model.eval()
-    profile = ProfileConfig(loader="hooked_transformer", name="random-gpt2-shaped", n_layers=4, has_lm_head=True)
+    profile = ProfileConfig(loader="hooked_transformer", name="random-gpt2-shaped", n_layers=4, kind="causal_lm")
     return ModelHandle(model=model, tokenizer=None, profile=profile, prepend_bos=True)

@@ -82,17 +82,33 @@ def test_unknown_hook_rejected(minilm):
         minilm.check_hooks(["blocks.9.hook_resid_pre"])
 
 
-@pytest.mark.parametrize("fixture", ["minilm", "tiny_gpt2"])
-def test_forward_pass_stops_after_the_deepest_hook(fixture, request):
-    handle = request.getfixturevalue(fixture)
-    calls = []
-    blocks = handle.model.blocks
-    handles = [b.register_forward_hook(lambda m, i, o, n=n: calls.append(n)) for n, b in enumerate(blocks)]
+def fired_hooks(handle, hooks, ids):
+    """Names of the block hook points (resid/attn_out/mlp_out and the blocks' inner
+    ones) that fire while run_hooks(hooks) runs, in order."""
+    fired = []
+    mods = {n: m for n, m in handle.model.hook_dict.items() if n.startswith("blocks.") or n.startswith("ln_final")}
+    handles = [m.register_forward_hook(lambda mod, i, o, n=n: fired.append(n)) for n, m in mods.items()]
     try:
-        ids = torch.tensor([[1, 5, 6, 7, 2]])
-        out = handle.run_hooks(ids, torch.ones_like(ids), ["blocks.0.hook_resid_pre", "blocks.1.hook_mlp_out"])
+        out = handle.run_hooks(ids, torch.ones_like(ids), hooks)
     finally:
         for h in handles:
             h.remove()
+    return out, fired
+
+
+@pytest.mark.parametrize("fixture", ["minilm", "tiny_gpt2"])
+def test_forward_pass_stops_after_the_deepest_hook(fixture, request):
+    handle = request.getfixturevalue(fixture)
+    ids = torch.tensor([[1, 5, 6, 7, 2]])
+    out, fired = fired_hooks(handle, ["blocks.0.hook_resid_pre", "blocks.1.hook_mlp_out"], ids)
     assert set(out) == {"blocks.0.hook_resid_pre", "blocks.1.hook_mlp_out"}
-    assert calls == [0, 1]  # blocks 2.. never ran
+    assert "blocks.1.hook_mlp_out" in fired and "blocks.1.hook_resid_post" not in fired  # stopped right after it
+    assert not any(n.startswith(("blocks.2.", "ln_final")) for n in fired)  # blocks 2.. and the head never ran
+    # resid_pre of layer 1: block 1 never starts
+    _, fired = fired_hooks(handle, ["blocks.1.hook_resid_pre"], ids)
+    pre = handle.model.hook_dict["blocks.1.hook_resid_pre"]  # a bridge also names it blocks.1.hook_in
+    assert "blocks.1.hook_resid_pre" in fired and all(handle.model.hook_dict[n] is pre for n in fired if n.startswith("blocks.1."))
+    # the activations are those of a full forward pass
+    with torch.no_grad():
+        _, cache = handle.model.run_with_cache(ids, attention_mask=torch.ones_like(ids), names_filter=["blocks.1.hook_mlp_out"])
+    torch.testing.assert_close(out["blocks.1.hook_mlp_out"], cache["blocks.1.hook_mlp_out"].float(), atol=1e-5, rtol=1e-5)

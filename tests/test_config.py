@@ -28,7 +28,13 @@ def _params(tmp_path, **changes):
     "change, message",
     [
         ({"model": "gpt3"}, "not a profile"),
-        ({"hooks": ["blocks.7.hook_resid_pre"]}, "beyond minilm's 6 layers"),
+        ({"hooks": ["blocks.18.hook_resid_pre"]}, "beyond gemma's 18 layers"),
+        ({"model": "minilm"}, "beyond minilm's 6 layers.*own hooks and steer.hook"),
+        ({"profiles.gemma.kind": "seq2seq"}, "kind must be one of causal_lm, encoder"),
+        ({"profiles.gemma.has_lm_head": True}, "unknown key.*has_lm_head"),
+        ({"profiles.gemma.tl_name": None}, "tl_name"),
+        ({"profiles.gemma.sae_id": "layer_{depth}"}, "sae_id"),
+        ({"profiles.gemma.sae_release": {"resid_mid": "x"}}, "sae_release keys"),
         ({"hooks": ["blocks.1.hook_bogus"]}, "not supported"),
         ({"hooks": []}, "hooks: is empty"),
         ({"sae.expansion": 0}, "sae.expansion"),
@@ -36,6 +42,7 @@ def _params(tmp_path, **changes):
         ({"data.max_tokens": 4}, "data.max_tokens"),
         ({"steer.category": "poetry"}, "steer.category"),
         ({"steer.hook": "blocks.2.hook_resid_pre"}, "steer.hook"),
+        ({"steer.hook": "blocks.5.hook_resid_pre"}, "steer.hook"),
         ({"sae.l2_coefficient": 1.0}, "unknown key"),
     ],
 )
@@ -46,7 +53,36 @@ def test_bad_params_are_rejected(tmp_path, change, message):
 
 def test_default_params_load():
     p = load_params(ROOT / "params.yaml")
-    assert p.model.loader == "bridge" and p.steer.hook in p.hooks
+    assert p.model_key == "gemma" and p.model.loader == "gguf" and p.model.kind == "causal_lm" and p.steer.hook in p.hooks
+    assert {"blocks.5.hook_resid_post", "blocks.9.hook_resid_post", "blocks.12.hook_resid_post"} <= set(p.hooks)
+    assert p.model.sae_source == "custom"  # the hub is unreachable offline
+
+
+def test_other_profiles_load(minilm_params, tmp_path):
+    from conftest import raw_params, write_params
+
+    assert minilm_params.model.kind == "encoder" and minilm_params.model.loader == "bridge"
+    raw = raw_params()
+    raw["model"], raw["hooks"], raw["steer"]["hook"] = "gpt2", ["blocks.8.hook_resid_pre"], "blocks.8.hook_resid_pre"
+    gpt2 = load_params(write_params(raw, tmp_path / "params.yaml"))
+    assert gpt2.model.kind == "causal_lm" and gpt2.model.pretrained_sae("blocks.8.hook_resid_pre") == ("gpt2-small-res-jb", "blocks.8.hook_resid_pre")
+
+
+def test_pretrained_sae_ids_of_the_gemma_profile(params):
+    """Gemma Scope 2's ids for the default hooks exist in SAELens's registry, reading those very hooks."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    directory = get_pretrained_saes_directory()
+    for hook in params.hooks:
+        if hook.endswith("attn_out"):  # Gemma Scope 2's attention SAEs read attn.hook_z (n_heads * d_head), not hook_attn_out
+            with pytest.raises(ValueError, match="no pre-trained SAE release for attn_out"):
+                params.model.pretrained_sae(hook)
+            continue
+        release, sae_id = params.model.pretrained_sae(hook)
+        assert sae_id in directory[release].saes_map, (hook, release, sae_id)
+        folder = directory[release].saes_map[sae_id]
+        assert folder.startswith(("resid_post/", "mlp_out/")) and folder.split("/")[0] in hook
+    assert directory["gemma-scope-2-270m-pt-res"].neuronpedia_id["layer_9_width_16k_l0_medium"].startswith(params.model.neuronpedia)
 
 
 def test_stage_exits_2_with_one_line(tmp_path):

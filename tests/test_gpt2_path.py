@@ -12,7 +12,8 @@ from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 from sae_workbench.activations import token_activations
 from sae_workbench.features import encode_sparse
 from sae_workbench.models import TokenizedText
-from sae_workbench.steering import add_direction_hook, steer_generation
+from sae_workbench.causal_lm import steer_generation
+from sae_workbench.interventions import add_direction_hook
 
 from conftest import ROOT
 
@@ -86,6 +87,7 @@ def test_steered_generation_raises_feature_activation(tiny_gpt2):
 def test_gpt2_profile_offline_is_one_clear_line(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"] = "gpt2"
+    params["hooks"], params["steer"]["hook"] = ["blocks.8.hook_resid_pre"], "blocks.8.hook_resid_pre"
     p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump(params))
     out = tmp_path / "acts"
@@ -106,7 +108,7 @@ def test_pretrained_sae_offline_is_one_clear_error(params, tmp_path):
     from sae_workbench.models import ModelUnavailable
     from sae_workbench.sae import load_sae
 
-    gpt2 = ProfileConfig(loader="hooked_transformer", name="gpt2-small", n_layers=12, sae_source="pretrained", sae_release="gpt2-small-res-jb")
+    gpt2 = ProfileConfig(loader="hooked_transformer", name="gpt2-small", n_layers=12, kind="causal_lm", sae_source="pretrained", sae_release="gpt2-small-res-jb")
     with pytest.raises(ModelUnavailable, match="Hugging Face hub") as e:
         load_sae(gpt2, "blocks.8.hook_resid_pre", tmp_path)
     assert "\n" not in str(e.value)

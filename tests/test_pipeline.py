@@ -16,6 +16,7 @@ import yaml
 from conftest import ROOT
 
 TINY = {
+    "model": "minilm",
     "hooks": ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre", "blocks.1.hook_mlp_out"],
     "data": {"corpus_wiki_en": 60, "corpus_wiki_es": 20, "corpus_wiki_fr": 20, "corpus_code": 20, "max_tokens": 64, "batch_size": 16},
     "sae": {"architecture": "topk", "k": 16, "expansion": 2, "batch_tokens": 256, "epochs": 2, "buffer_tokens": 4096,
@@ -182,3 +183,30 @@ def test_forced_rerun_is_byte_identical(tiny_run):
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert {p: p.read_text() for p in sorted((tiny_run / "metrics").rglob("*.json"))} == metrics
     assert _out_hashes(tiny_run) == before  # activations, SAEs, features, notebooks, report
+
+
+# ---------------------------------------------------------------- the default profile (Gemma), up to the SAE metrics
+
+GEMMA_TINY = {
+    "data": {"corpus_wiki_en": 16, "corpus_wiki_es": 4, "corpus_wiki_fr": 4, "corpus_code": 4, "max_tokens": 32, "batch_size": 8},
+    "sae": {"architecture": "topk", "k": 8, "expansion": 1, "batch_tokens": 128, "epochs": 1, "buffer_tokens": 1024,
+            "fidelity_texts": 3, "checkpoint_every": 0, "eval_frac": 0.2},
+}
+GEMMA_HOOK = "blocks.9.hook_resid_post"
+
+
+def test_gemma_default_trains_and_measures_an_sae(tmp_path):
+    """`dvc repro train_sae@<hook>` on the default profile: the cached GGUF conversion is
+    used inside the pipeline, and the SAE metrics carry CE-loss recovered and KL."""
+    _copy_repo(tmp_path)
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(_deep_update(yaml.safe_load(p.read_text()), GEMMA_TINY), sort_keys=False))
+    r = _dvc(["repro", f"train_sae@{GEMMA_HOOK}"], tmp_path)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    tokens = json.loads((tmp_path / "data/activations/corpus/tokens.json").read_text())
+    assert all(t["special"][0] == 1 and t["tokens"][0] == "<bos>" for t in tokens["texts"])  # BOS kept for display, masked
+    m = json.loads((tmp_path / f"metrics/sae/{GEMMA_HOOK}.json").read_text())
+    assert m["d_in"] == 640 and m["d_sae"] == 640 and m["l0"] == pytest.approx(8, abs=0.01)
+    fid = m["fidelity"]
+    assert {"ce_clean", "ce_sae", "ce_zero", "ce_loss_recovered", "kl_sae", "kl_zero", "fidelity"} <= set(fid)
+    assert fid["ce_clean"] < fid["ce_sae"] < fid["ce_zero"] and 0 < fid["ce_loss_recovered"] < 1 and 0 < fid["kl_sae"] < fid["kl_zero"]

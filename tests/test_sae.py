@@ -171,7 +171,7 @@ def test_saelens_round_trip_encodes_identically(arch, lens_arch, tmp_path):
     r = train_sae(buffer_of(x, c), 16, c, seed=0)
     hook = "blocks.0.hook_resid_pre"
     save_for_saelens(r.sae, r.scale, tmp_path / hook, hook, "test-model")
-    loaded, neuronpedia = load_sae(ProfileConfig(loader="bridge", name="x", n_layers=1), hook, tmp_path)
+    loaded, neuronpedia = load_sae(ProfileConfig(loader="bridge", name="x", n_layers=1, kind="encoder"), hook, tmp_path)
     assert loaded.cfg.architecture() == lens_arch and neuronpedia is None
     assert loaded.cfg.metadata.hook_name == hook
     with torch.no_grad():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from conftest import ROOT, raw_params
 from sae_lens.saes.sae import SAEMetadata
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 from test_gpt2_path import _bos_text
@@ -26,22 +26,10 @@ from sae_workbench.sae import (
     to_saelens,
     train_sae,
 )
-from sae_workbench.steering import (
-    ablation_study,
-    best_coefficient,
-    category_centroids,
-    edit_hook,
-    embedding_metric,
-    feature_attribution,
-    feature_edit,
-    generation_study,
-    hook_activations,
-    keep_mask,
-    logprob_metric,
-    matched_control,
-    pooled_embeddings,
-    steer_sentence_embeddings,
-)
+from sae_workbench.causal_lm import generation_study, logprob_metric
+from sae_workbench.encoder import category_centroids, embedding_metric, pooled_embeddings, separation, steer_sentence_embeddings
+from sae_workbench.interventions import best_coefficient, edit_hook, feature_edit, hook_activations, keep_mask
+from sae_workbench.steering import ablation_study, feature_attribution, matched_control
 
 HOOK = "blocks.3.hook_resid_pre"
 GPT_HOOK = "blocks.2.hook_resid_pre"
@@ -176,7 +164,9 @@ def test_ablation_removes_exactly_the_features_contribution(minilm, mini_toks):
         sae.b_enc[5] = -1e4
     cents = category_centroids(minilm, {c: [mini_toks[f"{c}-0{i}"] for i in (1, 2)] for c in ("python", "formal")})
     texts = [mini_toks[i] for i in ("python-03", "python-07", "formal-05", "formal-09")]
-    res = ablation_study(minilm, sae, HOOK, {"python": {"planted": 0, "dead": 5}}, texts, ["python", "python", "formal", "formal"], cents)
+    labels = ["python", "python", "formal", "formal"]
+    scores = lambda hook=None, edit=None: separation(pooled_embeddings(minilm, texts, hook, edit), cents, labels)
+    res = ablation_study(scores, sae, HOOK, {"python": {"planted": 0, "dead": 5}}, labels, accuracy=True)
     dead, planted = res["python"]["dead"], res["python"]["planted"]
     assert dead["drop"] == 0 and dead["off_target_drop"] == 0 and dead["accuracy_clean"] == dead["accuracy_ablated"]
     assert abs(planted["drop"]) > 1e-3
@@ -362,7 +352,7 @@ def test_stage_writes_metrics_and_results(tmp_path, minilm, trained_sae):
              for i, c in enumerate(cats)}
     (tmp_path / "analysis").mkdir()
     (tmp_path / f"analysis/{HOOK}.json").write_text(json.dumps({"specialists": specs}))
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = raw_params("minilm")
     raw["data"]["max_tokens"] = 64
     raw["steer"].update(hook=HOOK, category="python", coefficients=[0.0, 1.0, 2.0], n_texts=3, both_modes=False)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))

@@ -59,7 +59,8 @@ def save_for_saelens(sae: SparseAutoencoder, scale: float, path: str | Path, hoo
 
 
 def load_sae(profile, hook: str, sae_dir: str | Path, device: str = "cpu"):
-    """The SAELens SAE for a hook: ours from disk, or the profile's pre-trained release.
+    """The SAELens SAE for a hook: ours from disk, or the profile's pre-trained release
+    (`profile.pretrained_sae(hook)`: release and SAE id; offline: ModelUnavailable, one line).
 
     Returns (sae, neuronpedia_id or None)."""
     from sae_lens import SAE
@@ -73,12 +74,19 @@ def load_sae(profile, hook: str, sae_dir: str | Path, device: str = "cpu"):
 
     from ..models import ModelUnavailable, hub_error_line, use_hub_or_cache
 
-    lookup = get_pretrained_saes_directory()[profile.sae_release]
-    if hook not in lookup.saes_map:
-        raise ValueError(f"release {profile.sae_release!r} has no SAE for {hook!r}; it has {', '.join(lookup.saes_map)}")
+    release, sae_id = profile.pretrained_sae(hook)
+    directory = get_pretrained_saes_directory()
+    if release not in directory:
+        raise ValueError(f"SAELens knows no release {release!r} (profiles.*.sae_release)")
+    lookup = directory[release]
+    if sae_id not in lookup.saes_map:
+        shown = ", ".join(list(lookup.saes_map)[:8]) + (", ..." if len(lookup.saes_map) > 8 else "")
+        raise ValueError(f"release {release!r} has no SAE for {hook!r} (id {sae_id!r}); it has {shown}")
     use_hub_or_cache()
     try:
-        sae = SAE.from_pretrained(profile.sae_release, hook, device=device)
+        sae = SAE.from_pretrained(release, sae_id, device=device)
     except Exception as e:  # offline: hub errors come in many types
-        raise ModelUnavailable(hub_error_line(f"SAE release {profile.sae_release!r}", e)) from None
-    return sae, lookup.neuronpedia_id.get(hook)
+        raise ModelUnavailable(hub_error_line(f"SAE release {release!r}", e)) from None
+    if sae.cfg.metadata.hook_name != hook:
+        raise ValueError(f"SAE {release}/{sae_id} reads {sae.cfg.metadata.hook_name!r}, not {hook!r}")
+    return sae, lookup.neuronpedia_id.get(sae_id)

@@ -12,21 +12,31 @@ On held-out corpus tokens, special tokens excluded, raw activation scale:
                         dead_window_tokens training tokens
 
 Downstream fidelity (reconstruction spliced into the forward pass at the
-hook, on every non-special token):
-    MiniLM (no LM head): cosine similarity of the pooled sentence embedding to
-      the clean one, with the reconstruction (cos_recon) and with the hook
-      zero-ablated (cos_zero); fidelity = (cos_recon - cos_zero) / (1 - cos_zero).
-    GPT-2: CE loss recovered = (L_zero - L_recon) / (L_zero - L_clean),
-      next-token cross-entropy over the texts.
+hook, on every non-special token; which one a model gets is its kind's
+`kinds.ModelKind.fidelity`, and `fidelity` is the headline in both):
+    encoder (no LM head, e.g. MiniLM): cosine similarity of the pooled sentence
+      embedding to the clean one, with the reconstruction (cos_recon) and with the
+      hook zero-ablated (cos_zero); fidelity = (cos_recon - cos_zero) / (1 - cos_zero).
+    causal LM (Gemma, GPT-2), SAELens/SAEBench definitions: over the prediction
+      positions P (a kept input token, i.e. not BOS/special, not padding, with a
+      real next token), next-token cross-entropy
+        ce_clean, ce_sae (reconstruction spliced in), ce_zero (hook zero-ablated)
+        ce_loss_recovered = (ce_zero - ce_sae) / (ce_zero - ce_clean)   (= fidelity)
+      and the KL divergence of the spliced (or ablated) model's next-token
+      distribution from the clean one, KL(p_clean || p_sae), mean over P:
+        kl_sae, kl_zero
+      Logits are made LOGIT_CHUNK positions at a time (262k-token vocabularies).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..activations import pad_batch
+from ..activations import length_batches, pad_batch
+from ..causal_lm import LOGIT_CHUNK, final_residual, log_probs
+from ..encoder import pooled_embeddings
+from ..interventions import edit_hook, keep_mask, splice_edit, zero_edit
 from ..models import ModelHandle, TokenizedText
-from ..steering import keep_mask, pooled_embeddings
 
 
 @torch.no_grad()
@@ -58,46 +68,49 @@ def reconstruction_metrics(sae, acts: torch.Tensor, batch: int = 8192) -> dict[s
     }
 
 
-def _splice(sae):
-    def edit(x, keep):
-        recon = sae.decode(sae.encode(x.float())).to(x.dtype)
-        return torch.where(keep.bool().unsqueeze(-1), recon, x)
-
-    return edit
-
-
-def _zero(x, keep):
-    return x * (1 - keep.unsqueeze(-1).to(x.dtype))
-
-
 @torch.no_grad()
 def embedding_fidelity(handle: ModelHandle, sae, hook: str, toks: list[TokenizedText]) -> dict[str, float]:
-    """MiniLM's analogue of CE loss recovered (see module docstring)."""
+    """Encoders' analogue of CE loss recovered (see module docstring)."""
     clean = pooled_embeddings(handle, toks)
-    recon = pooled_embeddings(handle, toks, hook, _splice(sae))
-    zero = pooled_embeddings(handle, toks, hook, _zero)
+    recon = pooled_embeddings(handle, toks, hook, splice_edit(sae))
+    zero = pooled_embeddings(handle, toks, hook, zero_edit)
     cos_recon = float((clean * recon).sum(-1).mean())
     cos_zero = float((clean * zero).sum(-1).mean())
     return {"cos_recon": cos_recon, "cos_zero": cos_zero, "fidelity": (cos_recon - cos_zero) / max(1e-9, 1 - cos_zero)}
 
 
 @torch.no_grad()
-def ce_loss_recovered(handle: ModelHandle, sae, hook: str, toks: list[TokenizedText], batch_size: int = 8) -> dict[str, float]:
-    """GPT-2: next-token CE with the reconstruction spliced in, against clean and zero-ablated."""
+def ce_loss_recovered(
+    handle: ModelHandle, sae, hook: str, toks: list[TokenizedText], batch_size: int = 8, chunk: int = LOGIT_CHUNK
+) -> dict[str, float]:
+    """Causal LMs: CE loss clean / with the SAE spliced in / zero-ablated, CE loss
+    recovered and KL to the clean model (module docstring). Memory: three
+    [batch, pos, d_model] residuals and [chunk, vocab] log-probabilities."""
     model = handle.model
-    totals = {"clean": 0.0, "recon": 0.0, "zero": 0.0}
-    n_tok = 0
-    for b in range(0, len(toks), batch_size):
-        chunk = toks[b : b + batch_size]
-        ids, mask = pad_batch([t.ids for t in chunk], handle.pad_id)
-        keep = keep_mask(chunk, ids.shape[1])
-        target_mask = mask[:, 1:].float()
-        for name, edit in (("clean", None), ("recon", _splice(sae)), ("zero", _zero)):
-            hooks = [] if edit is None else [(hook, lambda x, hook=None, e=edit: e(x, keep))]
-            logits = model.run_with_hooks(ids, attention_mask=mask, fwd_hooks=hooks, return_type="logits")
-            lp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
-            totals[name] += float(-(lp * target_mask).sum())
-        n_tok += int(target_mask.sum())
-    ce = {k: v / max(1, n_tok) for k, v in totals.items()}
-    rec = (ce["zero"] - ce["recon"]) / max(1e-9, ce["zero"] - ce["clean"])
-    return {"ce_clean": ce["clean"], "ce_recon": ce["recon"], "ce_zero": ce["zero"], "fidelity": rec}
+    sums = dict.fromkeys(("clean", "sae", "zero", "kl_sae", "kl_zero"), 0.0)
+    n_pos = 0
+    for idx in length_batches(toks, batch_size):
+        batch = [toks[i] for i in idx]
+        ids, mask = pad_batch([t.ids for t in batch], handle.pad_id)
+        keep = keep_mask(batch, ids.shape[1])
+        pred = (keep[:, :-1] * mask[:, 1:]).bool()
+        target = ids[:, 1:][pred]
+        resid = {}
+        for name, edit in (("clean", None), ("sae", splice_edit(sae)), ("zero", zero_edit)):
+            hooks = [] if edit is None else [(hook, edit_hook(edit, keep))]
+            resid[name] = final_residual(handle, ids, mask, hooks)[:, :-1][pred.to(ids.device)]
+        for a in range(0, len(target), chunk):
+            lp = {k: log_probs(model, r[a : a + chunk]) for k, r in resid.items()}
+            t = target[a : a + chunk, None].to(lp["clean"].device)
+            for k in ("clean", "sae", "zero"):
+                sums[k] -= float(lp[k].gather(-1, t).sum())
+            p = lp["clean"].exp()
+            sums["kl_sae"] += float((p * (lp["clean"] - lp["sae"])).sum())
+            sums["kl_zero"] += float((p * (lp["clean"] - lp["zero"])).sum())
+        n_pos += len(target)
+    if n_pos == 0:
+        raise ValueError("no prediction positions to measure CE loss on (texts of one token?)")
+    m = {k: v / n_pos for k, v in sums.items()}
+    rec = (m["zero"] - m["sae"]) / max(1e-9, m["zero"] - m["clean"])
+    return {"ce_clean": m["clean"], "ce_sae": m["sae"], "ce_zero": m["zero"], "ce_loss_recovered": rec,
+            "kl_sae": m["kl_sae"], "kl_zero": m["kl_zero"], "fidelity": rec, "n_positions": n_pos}

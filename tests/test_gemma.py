@@ -1,0 +1,199 @@
+"""The default profile on the real Gemma 3 270M (converted once, cached between
+sessions): loading offline, hooks, BOS and padding masked, the early-stopping
+forward pass, CE-loss recovered and KL, the pre-trained SAE offline error; and the
+conversion cache's atomicity and key (on a fake GGUF package)."""
+
+import sys
+import time
+import types
+
+import pytest
+import torch
+
+from sae_workbench.activations import pad_batch, token_activations
+from sae_workbench.causal_lm import LOGIT_CHUNK, final_residual, log_probs, token_logprobs
+from sae_workbench.kinds import model_kind
+from sae_workbench.sae import ce_loss_recovered
+
+from test_activations import fired_hooks
+from test_fidelity import Constant, Perfect
+
+TEXTS = [
+    "def add(a, b):\n    return a + b",
+    "Short one.",
+    "Der schnelle braune Fuchs springt über den faulen Hund, und dann noch ein bisschen weiter.",
+    "lol that was sooo good 😂 #friday",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Two busy shared CPU cores: one intra-op thread avoids spin-waiting (measured
+    10x faster for a Gemma forward pass at load 6); restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_loads_offline_with_the_expected_shape(gemma, params):
+    cfg = gemma.model.cfg
+    assert (cfg.n_layers, cfg.d_model, cfg.d_vocab) == (18, 640, 262144)
+    assert gemma.tokenizer.bos_token_id == 2 and gemma.prepend_bos and gemma.pad_id == 0
+    gemma.check_hooks(params.hooks)
+    tk = gemma.tokenize(TEXTS[0], 64)
+    assert tk.ids[0] == 2 and tk.special == [True] + [False] * (len(tk.ids) - 1)
+    assert "".join(tk.tokens[1:]) == TEXTS[0]  # offsets cover the text exactly
+    assert len(gemma.tokenize("word " * 500, 32).ids) == 32
+
+
+def test_hook_shapes(gemma, params):
+    toks = [gemma.tokenize(t, 64) for t in TEXTS[:2]]
+    ids, mask = pad_batch([t.ids for t in toks], gemma.pad_id)
+    out = gemma.run_hooks(ids, mask, params.hooks)
+    assert set(out) == set(params.hooks)
+    for h in params.hooks:
+        assert out[h].shape == (2, ids.shape[1], 640) and out[h].dtype == torch.float32
+
+
+def test_bos_masked_and_padded_batch_matches_each_text_alone(gemma, params):
+    toks = [gemma.tokenize(t, 128) for t in TEXTS]
+    assert len({len(t.ids) for t in toks}) > 1
+    hooks = ["blocks.5.hook_resid_post", "blocks.9.hook_attn_out"]
+    batched = token_activations(gemma, toks, hooks, batch_size=len(toks))
+    for i, tk in enumerate(toks):
+        alone = token_activations(gemma, [tk], hooks, batch_size=1)
+        for h in hooks:
+            assert batched[h][i].shape == (len(tk.ids) - 1, 640)  # BOS masked out
+            torch.testing.assert_close(batched[h][i], alone[h][0], atol=2e-3, rtol=1e-3)
+
+
+def test_forward_pass_stops_right_after_the_deepest_hook(gemma):
+    ids = torch.tensor([gemma.tokenize(TEXTS[1], 16).ids])
+    _, fired = fired_hooks(gemma, ["blocks.5.hook_resid_post", "blocks.9.hook_attn_out"], ids)
+    assert "blocks.9.hook_attn_out" in fired and not any(n.startswith(("blocks.9.mlp", "blocks.9.hook_mlp", "blocks.10.", "ln_final")) for n in fired)
+    _, fired = fired_hooks(gemma, ["blocks.12.hook_resid_pre"], ids)
+    assert [n for n in fired if n.startswith("blocks.12.")] == ["blocks.12.hook_resid_pre"]
+
+
+def test_log_probs_match_the_full_forward_pass(gemma):
+    """The chunked log-prob helper gives the model's own next-token log-probabilities."""
+    tk = gemma.tokenize(TEXTS[2], 64)
+    ids = torch.tensor([tk.ids])
+    with torch.no_grad():
+        logits = gemma.model(ids)
+        full = torch.log_softmax(logits[0, :-1].float(), -1).gather(-1, ids[0, 1:, None])[:, 0]
+        ours = token_logprobs(gemma, ids, torch.ones_like(ids), chunk=7)[0]
+        torch.testing.assert_close(ours, full, atol=1e-4, rtol=1e-4)
+        resid = final_residual(gemma, ids)
+        torch.testing.assert_close(log_probs(gemma.model, resid[0, :3]), torch.log_softmax(logits[0, :3].float(), -1), atol=1e-4, rtol=1e-4)
+    assert LOGIT_CHUNK * 262144 * 4 < 100e6  # one chunk of logits stays under 100 MB
+    assert float(-full.mean()) < 8  # far below a uniform guess (ln 262144 = 12.5)
+
+
+def test_ce_loss_recovered_sanity(gemma):
+    toks = [gemma.tokenize(t, 64) for t in TEXTS]
+    hook = "blocks.9.hook_resid_post"
+    perfect = ce_loss_recovered(gemma, Perfect(), hook, toks)
+    assert perfect["ce_loss_recovered"] == pytest.approx(1.0, abs=1e-3) and perfect["kl_sae"] == pytest.approx(0.0, abs=1e-4)
+    assert perfect["ce_zero"] > perfect["ce_clean"] + 1 and perfect["kl_zero"] > 1
+    assert perfect["n_positions"] == sum(len(t.ids) - 2 for t in toks)  # neither BOS's prediction nor padding
+    zero = ce_loss_recovered(gemma, Constant(torch.zeros(640)), hook, toks)
+    assert zero["ce_loss_recovered"] == pytest.approx(0.0, abs=1e-3) and zero["kl_sae"] == pytest.approx(zero["kl_zero"], rel=1e-4)
+    assert set(model_kind("causal_lm").fidelity_keys) == set(perfect)
+
+
+def test_model_kind_picks_the_metric_per_profile(params, minilm_params):
+    lm, enc = model_kind(params.model), model_kind(minilm_params.model)
+    assert (lm.name, lm.fidelity_metric, lm.steering, lm.has_lm_head, lm.logit_lens) == ("causal_lm", "ce_loss_recovered", "generation", True, True)
+    assert (enc.name, enc.fidelity_metric, enc.steering, enc.has_lm_head, enc.logit_lens) == ("encoder", "embedding_cosine", "embedding_drift", False, False)
+    assert params.model.has_lm_head and not minilm_params.model.has_lm_head  # the report's view agrees
+    with pytest.raises(ValueError, match="unknown model kind"):
+        model_kind("seq2seq")
+
+
+def test_pretrained_sae_offline_is_one_line_and_fast(params, tmp_path):
+    """Gemma Scope 2 needs the hub: offline, loading it fails at once with one line."""
+    import dataclasses
+
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    get_pretrained_saes_directory()  # SAELens's import and its 1.5 MB registry parse (cached) are not the failure's time
+
+    from sae_workbench.models import ModelUnavailable
+    from sae_workbench.sae import load_sae
+
+    pretrained = dataclasses.replace(params.model, sae_source="pretrained")
+    t0 = time.perf_counter()
+    with pytest.raises(ModelUnavailable, match="Hugging Face hub") as e:
+        load_sae(pretrained, "blocks.9.hook_resid_post", tmp_path)
+    assert time.perf_counter() - t0 < 5
+    assert "\n" not in str(e.value) and "gemma-scope-2-270m-pt-res" in str(e.value)
+    with pytest.raises(ValueError, match="no pre-trained SAE release for attn_out"):
+        load_sae(pretrained, "blocks.9.hook_attn_out", tmp_path)
+
+
+# ---------------------------------------------------------------- the conversion cache, on a fake GGUF package
+
+
+@pytest.fixture
+def fake_gguf(monkeypatch, tmp_path):
+    from sae_workbench import model_cache
+
+    mod = types.ModuleType("fake_gguf_pkg")
+    mod.MODEL_NAME, mod.EXPECTED_SHA256 = "fake.gguf", "ab" * 32
+    mod.assemble = lambda path: path
+    monkeypatch.setitem(sys.modules, "fake_gguf_pkg", mod)
+    monkeypatch.setenv(model_cache.CACHE_ENV, str(tmp_path / "cache"))
+    calls = []
+
+    def convert(package, out, fail=False):
+        calls.append(out)
+        (out / "config.json").write_text("{}")
+        if getattr(convert, "fail", False):
+            raise KeyboardInterrupt  # interrupted half way
+        for f in ("model.safetensors", "tokenizer_config.json"):
+            (out / f).write_text("x")
+
+    monkeypatch.setattr(model_cache, "convert_gguf", convert)
+    return mod, convert, calls
+
+
+def test_conversion_is_cached_atomic_and_keyed(fake_gguf, tmp_path):
+    from sae_workbench.model_cache import gguf_cache_dir, gguf_hf_dir
+
+    mod, convert, calls = fake_gguf
+    convert.fail = True
+    with pytest.raises(KeyboardInterrupt):
+        gguf_hf_dir("fake-gguf-pkg")
+    root = tmp_path / "cache" / "hf"
+    assert list(root.iterdir()) == []  # no half directory, no temporary left
+    convert.fail = False
+    d = gguf_hf_dir("fake-gguf-pkg")
+    assert d.parent == root and d.name.startswith("fake-abababab") and (d / "model.safetensors").exists()
+    assert gguf_hf_dir("fake-gguf-pkg") == d and len(calls) == 2  # the second call converts nothing
+    mod.EXPECTED_SHA256 = "cd" * 32  # another GGUF: another directory, converted anew
+    assert gguf_cache_dir("fake-gguf-pkg") != d and gguf_hf_dir("fake-gguf-pkg") != d and len(calls) == 3
+
+
+def test_steered_generation_moves_towards_the_feature(gemma):
+    """Adding a feature's decoder direction during generation raises the feature's own
+    activation on the generated tokens, as the unsteered model reads them too."""
+    from sae_lens.saes.sae import SAEMetadata
+    from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+
+    from sae_workbench.causal_lm import steer_generation
+
+    hook = "blocks.9.hook_resid_post"
+    sae = StandardSAE(StandardSAEConfig(d_in=640, d_sae=32, metadata=SAEMetadata(hook_name=hook)))
+    with torch.no_grad():
+        d = torch.nn.functional.normalize(torch.randn(32, 640, generator=torch.Generator().manual_seed(0)), dim=-1)
+        sae.W_dec.copy_(d)
+        sae.W_enc.copy_(d.T)
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    prompt = torch.tensor([gemma.tokenize("The weather today is", 16).ids])
+    rows = steer_generation(gemma, sae, 3, hook, 100.0, [0.0, 4.0], [prompt], max_new_tokens=4)
+    assert [len(r["continuation_ids"]) for r in rows] == [4, 4] and all(isinstance(r["continuation"], str) for r in rows)
+    assert rows[0]["perplexity"] < rows[1]["perplexity"] or rows[0]["continuation_ids"] != rows[1]["continuation_ids"]
+    assert rows[1]["feature_activation"] > rows[0]["feature_activation"] + 100
