@@ -4,6 +4,8 @@ $ python stages/notebook.py --notebook report/hook.ipynb --out report/executed/h
 The executed copy keeps every output, so renderers never run code again.
 """
 
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
 import os
 from pathlib import Path
 

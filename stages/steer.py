@@ -11,6 +11,8 @@ Definitions of every measure: sae_workbench/steering.py.
 Writes metrics/steer.json (headline numbers) and data/steer/results.json (everything).
 """
 
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
 from dataclasses import asdict
 from pathlib import Path
 

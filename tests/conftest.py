@@ -1,5 +1,7 @@
 """Shared fixtures: the real embedded MiniLM, a random GPT-2-shaped model, seeding."""
 
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
 import os
 import random
 from pathlib import Path
