@@ -11,3 +11,10 @@ encoder (pooled embeddings, embedding steering), steering (ablation,
 attribution), viz (figures, token highlights for HTML and Typst), render
 (report to HTML and PDF, Quarto or pandoc + typst).
 """
+
+# Before anything imports torch or numpy: pin what decides floating-point
+# results (kernel instruction sets, MKL reproducibility, thread counts), so the
+# same commit gives the same bytes on any x86-64 machine. See determinism.py.
+from . import determinism as _determinism
+
+_determinism.pin()

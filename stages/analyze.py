@@ -6,6 +6,8 @@ specialists (with bootstrap intervals and permutation p-values), co-activation
 and feature cards go to data/analysis/<hook>.json.
 """
 
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
 from pathlib import Path
 
 import numpy as np

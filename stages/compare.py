@@ -7,6 +7,8 @@ hook, MLP-out / attention-out vs the residual stream) and data/compare.json
 (everything the comparison chapter draws).
 """
 
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
 from pathlib import Path
 
 from sae_workbench.analysis import compare_hooks

@@ -5,6 +5,8 @@ The custom SAE (embedded default) and SAELens's pre-trained release (gpt2
 profile) both load as SAELens SAEs, so this stage is the same for both.
 """
 
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
 from pathlib import Path
 
 from sae_workbench.activations import load_activation_set

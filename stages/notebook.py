@@ -7,6 +7,8 @@ Markdown cells may name a parameter as {{name}} (a chapter title such as
 a Markdown heading, which Quarto reads for the sidebar and the PDF outline.
 """
 
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
 import os
 from pathlib import Path
 

@@ -3,6 +3,8 @@
 $ python stages/prepare.py --labelled data/texts/labelled.jsonl --out data/prepared
 """
 
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
 from pathlib import Path
 
 from sae_workbench.cli import stage, write_json

@@ -12,6 +12,8 @@ Definitions of every measure: sae_workbench/causal_lm.py (causal LMs), sae_workb
 Writes metrics/steer.json (headline numbers) and data/steer/results.json (everything).
 """
 
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
 from dataclasses import asdict
 from pathlib import Path
 

@@ -6,6 +6,8 @@ curve to metrics/sae_curves/<hook>.csv, the SAE (SAELens format) to
 data/saes/<hook>/. An interrupted run resumes from data/checkpoints/<hook>.pt.
 """
 
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
 import csv
 import io
 from pathlib import Path

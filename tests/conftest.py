@@ -5,6 +5,8 @@ Gemma's GGUF -> fp32 conversion is cached across test sessions and pipeline runs
 in $SAE_WORKBENCH_CACHE (default ~/.cache/sae_workbench): the first session
 converts once (~1.5 min), later ones load in ~15 s."""
 
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
 import os
 import random
 from pathlib import Path
