@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from sae_workbench import determinism  # noqa: E402  (pins this process; the probes get their own environment)
 
-PROBE = "from sae_workbench.determinism import main; main()"
+PROBE = "from sae_workbench.determinism_probe import main; main()"
 
 
 def cpu_model() -> str:

@@ -7,7 +7,7 @@ import argparse
 
 import torch
 
-from sae_workbench.sae import TopKSAE
+from sae_workbench.sae.topk import TopKSAE
 from sae_workbench.sae.base import TrainState
 from sae_workbench.sae.train import make_optimizer, optimisation_step
 

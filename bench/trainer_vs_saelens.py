@@ -29,7 +29,10 @@ from train_sae import split_texts  # noqa: E402
 
 from sae_workbench.activations import load_token_table  # noqa: E402
 from sae_workbench.config import load_params  # noqa: E402
-from sae_workbench.sae import ShuffledBuffer, reconstruction_metrics, safetensors_reader, to_saelens, train_sae  # noqa: E402
+from sae_workbench.sae.buffer import ShuffledBuffer, safetensors_reader# noqa: E402
+from sae_workbench.sae.io import to_saelens# noqa: E402
+from sae_workbench.sae.metrics import reconstruction_metrics# noqa: E402
+from sae_workbench.sae.train import train_sae# noqa: E402
 
 
 def saelens_run(x_train: torch.Tensor, cfg, d_in: int, device: str, seed: int):

@@ -27,7 +27,7 @@ from .viz import neuronpedia_url
 def example_strength(params, hook: str, texts: list[str], saes: str) -> tuple[np.ndarray, str | None]:
     """[n_examples, d_sae]: each feature's strongest activation on each example text."""
     from .models import load_model
-    from .sae import load_sae
+    from .sae.io import load_sae
 
     if not texts:
         raise ValueError("give at least one example text (or --category)")

@@ -127,7 +127,7 @@ def missing_deps(root: Path) -> list[tuple[str, str]]:
             deps = [Path(d.fs_path) for d in st.deps]
             for f in sorted(stage_files(root, cmd)):
                 if not covered(f.resolve(), [d.resolve() for d in deps]):
-                    out.append((st.addressing, f.relative_to(root).as_posix()))
+                    out.append((st.name, f.relative_to(root).as_posix()))
     return out
 
 

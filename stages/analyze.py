@@ -34,7 +34,7 @@ def unembedding(params, hook, saes):
     if not model_kind(params.model).logit_lens:
         return None
     from sae_workbench.models import load_model
-    from sae_workbench.sae import load_sae
+    from sae_workbench.sae.io import load_sae
 
     handle = load_model(params.model)
     sae, _ = load_sae(params.model, hook, saes)

@@ -12,7 +12,7 @@ from pathlib import Path
 from sae_workbench.activations import load_activation_set
 from sae_workbench.cli import stage
 from sae_workbench.features import encode_sparse, save_features
-from sae_workbench.sae import load_sae
+from sae_workbench.sae.io import load_sae
 
 
 def args(p):

@@ -26,7 +26,7 @@ from sae_workbench.features import load_features
 from sae_workbench.interventions import MODES, slope
 from sae_workbench.kinds import model_kind
 from sae_workbench.models import load_model
-from sae_workbench.sae import load_sae
+from sae_workbench.sae.io import load_sae
 from sae_workbench.steering import ablation_roles, ablation_study, feature_attribution
 
 

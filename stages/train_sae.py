@@ -20,9 +20,10 @@ from sae_workbench.cli import stage, write_json
 from sae_workbench.data import atomic_write_text
 from sae_workbench.kinds import model_kind
 from sae_workbench.models import load_model
-from sae_workbench.sae import (
-    ShuffledBuffer, load_sae, reconstruction_metrics, safetensors_reader, save_for_saelens, train_sae,
-)
+from sae_workbench.sae.buffer import ShuffledBuffer, safetensors_reader
+from sae_workbench.sae.io import load_sae, save_for_saelens
+from sae_workbench.sae.metrics import reconstruction_metrics
+from sae_workbench.sae.train import train_sae
 
 CURVE_FIELDS = ["step", "tokens", "mse", "aux", "l0", "dead_frac", "lr"]
 

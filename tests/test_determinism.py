@@ -20,7 +20,7 @@ from sae_workbench import determinism
 from sae_workbench.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = "from sae_workbench.determinism import main; main()"
+PROBE = "from sae_workbench.determinism_probe import main; main()"
 TEXT_IDS = ("python-03", "math-05", "formal-02", "conversational-04", "social-06", "python-11")
 
 # Set before the process starts, as another machine's defaults or a user's shell would.

@@ -13,7 +13,7 @@ import torch
 from sae_workbench.activations import pad_batch, token_activations
 from sae_workbench.causal_lm import LOGIT_CHUNK, final_residual, log_probs, token_logprobs
 from sae_workbench.kinds import model_kind
-from sae_workbench.sae import ce_loss_recovered
+from sae_workbench.sae.metrics import ce_loss_recovered
 
 from test_activations import fired_hooks
 from test_fidelity import Constant, Perfect
@@ -121,7 +121,7 @@ def test_pretrained_sae_offline_is_one_line_and_fast(params, tmp_path):
     get_pretrained_saes_directory()  # SAELens's import and its 1.5 MB registry parse (cached) are not the failure's time
 
     from sae_workbench.models import ModelUnavailable
-    from sae_workbench.sae import load_sae
+    from sae_workbench.sae.io import load_sae
 
     pretrained = dataclasses.replace(params.model, sae_source="pretrained")
     t0 = time.perf_counter()

@@ -106,7 +106,7 @@ def test_pretrained_sae_offline_is_one_clear_error(params, tmp_path):
 
     from sae_workbench.config import ProfileConfig
     from sae_workbench.models import ModelUnavailable
-    from sae_workbench.sae import load_sae
+    from sae_workbench.sae.io import load_sae
 
     gpt2 = ProfileConfig(loader="hooked_transformer", name="gpt2-small", n_layers=12, kind="causal_lm", sae_source="pretrained", sae_release="gpt2-small-res-jb")
     with pytest.raises(ModelUnavailable, match="Hugging Face hub") as e:

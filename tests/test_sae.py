@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from sae_workbench.config import ProfileConfig, SAEConfig
-from sae_workbench.sae import (
-    ShuffledBuffer, TopKSAE, build_sae, geometric_median, load_sae,
-    reconstruction_metrics, save_for_saelens, tensor_reader, to_saelens, train_sae,
-)
+from sae_workbench.sae.buffer import ShuffledBuffer, tensor_reader
+from sae_workbench.sae.io import load_sae, save_for_saelens, to_saelens
+from sae_workbench.sae.metrics import reconstruction_metrics
+from sae_workbench.sae.topk import TopKSAE
+from sae_workbench.sae.train import build_sae, geometric_median, train_sae
 from sae_workbench.sae.base import TrainState
 
 ARCHS = ["relu", "topk", "batchtopk"]

@@ -56,7 +56,7 @@ def test_editing_a_module_marks_exactly_the_stages_that_run_it(tmp_path, module)
     from dvc.repo import Repo
 
     with Repo(str(tmp_path)) as repo:
-        expected = {st.addressing for st in repo.index.stages if st.cmd and (tmp_path / module) in deps.stage_files(tmp_path, st.cmd)}
+        expected = {st.name for st in repo.index.stages if st.cmd and (tmp_path / module) in deps.stage_files(tmp_path, st.cmd)}
     assert expected, f"no stage runs {module}?"
     with (tmp_path / module).open("a") as f:
         f.write("\n# an edit\n")

@@ -19,13 +19,9 @@ from sae_workbench.activations import pad_batch
 from sae_workbench.config import SAEConfig, SteerConfig, load_params
 from sae_workbench.data import read_texts, write_texts
 from sae_workbench.features import encode_sparse, save_features
-from sae_workbench.sae import (
-    ShuffledBuffer,
-    save_for_saelens,
-    tensor_reader,
-    to_saelens,
-    train_sae,
-)
+from sae_workbench.sae.buffer import ShuffledBuffer, tensor_reader
+from sae_workbench.sae.io import save_for_saelens, to_saelens
+from sae_workbench.sae.train import train_sae
 from sae_workbench.causal_lm import generation_study, logprob_metric
 from sae_workbench.encoder import category_centroids, embedding_metric, pooled_embeddings, separation, steer_sentence_embeddings
 from sae_workbench.interventions import best_coefficient, edit_hook, feature_edit, hook_activations, keep_mask

@@ -9,17 +9,5 @@
     io.py       SAELens export (SAE.load_from_disk) and loading
 """
 
-from .base import SAEOutput, SparseAutoencoder
-from .buffer import ShuffledBuffer, safetensors_reader, tensor_reader
-from .io import folded_state, load_sae, save_for_saelens, to_saelens
-from .metrics import ce_loss_recovered, embedding_fidelity, reconstruction_metrics
-from .relu import ReluSAE
-from .topk import BatchTopKSAE, TopKSAE
-from .train import TrainResult, build_sae, geometric_median, train_sae
-
-__all__ = [
-    "SAEOutput", "SparseAutoencoder", "ShuffledBuffer", "safetensors_reader", "tensor_reader",
-    "folded_state", "load_sae", "save_for_saelens", "to_saelens", "ce_loss_recovered",
-    "embedding_fidelity", "reconstruction_metrics", "ReluSAE", "BatchTopKSAE", "TopKSAE",
-    "TrainResult", "build_sae", "geometric_median", "train_sae",
-]
+# Nothing is imported here: import from the submodule (`from sae_workbench.sae.io import load_sae`),
+# so a stage depends only on the files it uses (sae_workbench.deps checks dvc.yaml against that).
