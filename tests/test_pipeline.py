@@ -29,7 +29,8 @@ ANALYSIS_KEYS = {
     "specialists_heldout_positive_ci_low", "specialists_heldout_positive_ci_high", "specialists_significant", "mean_heldout_auroc", "top_coactivation_jaccard",
     "coverage_top_frequent", "top_strongest_act", "top_frequency",
 }
-SPECIALIST_KEYS = {"feature", "train_score", "heldout_score", "ci_low", "ci_high", "heldout_auroc", "p_value", "significant"}
+SPECIALIST_KEYS = {"feature", "train_score", "heldout_score", "ci_low", "ci_high", "heldout_auroc", "auroc_ci_low", "auroc_ci_high",
+                   "p_value", "significant", "register_holdout_auroc", "register_holdout_min_auroc"}
 STEER_KEYS = {"feature", "target_similarity", "target_similarity_slope", "nearest_target_frac", "drift_at_max_coef"}
 
 
@@ -81,6 +82,7 @@ def test_every_declared_metric_exists_with_its_keys(tiny_run):
         assert set(an["specialists"]) == {"python", "urls", "math", "non_english", "social", "formal", "conversational"}
         for v in an["specialists"].values():
             assert set(v) == SPECIALIST_KEYS and v["ci_low"] <= v["heldout_score"] <= v["ci_high"] and 0 < v["p_value"] <= 1
+            assert 0 <= v["register_holdout_min_auroc"] <= v["register_holdout_auroc"] <= 1 and v["auroc_ci_low"] <= v["auroc_ci_high"]
         details = json.loads((tiny_run / f"data/analysis/{h}.json").read_text())
         assert details["coactivation"] and details["cards"]
     assert STEER_KEYS <= set(files["metrics/steer.json"]["data"])
