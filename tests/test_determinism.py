@@ -71,6 +71,13 @@ def probes(tmp_path_factory):
     texts = tmp / "texts.jsonl"
     recs = [json.loads(line) for line in (ROOT / "data/texts/labelled.jsonl").read_text(encoding="utf-8").splitlines()]
     texts.write_text("".join(json.dumps(r) + "\n" for r in recs if r["id"] in TEXT_IDS), encoding="utf-8")
+    # the model's first-use conversion (Gemma's GGUF -> cached fp32 directory) once, before the parallel probes
+    warm = subprocess.run(
+        [sys.executable, "-c", "import sae_workbench; from sae_workbench.config import load_params; p = load_params().model; "
+         "p.loader == 'gguf' and __import__('sae_workbench.model_cache', fromlist=['x']).gguf_hf_dir(p.name)"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert warm.returncode == 0, warm.stderr[-2000:]
     procs = {}
     for i, (name, extra) in enumerate({**MACHINES, **CONTROL}.items()):
         pre = _one_cpu if name == ONE_CPU and hasattr(os, "sched_setaffinity") else None
