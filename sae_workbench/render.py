@@ -5,8 +5,9 @@
 report/ is a Quarto book (report/_quarto.yml). Its chapters are index.qmd and
 the notebooks papermill executed (report/executed/: FRONT_CHAPTERS, one
 hook-<hook>.ipynb per hook of params.yaml, BACK_CHAPTERS); which hooks there
-are depends on params, so this command first writes report/_chapters.yml
-(`book: chapters:`), which _quarto.yml merges in through `metadata-files`.
+are depends on params, so this command writes report/_pipeline.yml
+(`book: chapters:` and the PDF's font paths), which _quarto.yml merges in
+through `metadata-files`.
 
 With `quarto` on PATH this is then `quarto render report`: HTML and Typst PDF,
 the notebooks are not executed again (`execute: enabled: false`); outputs
@@ -17,7 +18,7 @@ Without Quarto the same chapters, in the same order, go through pandoc
 (pypandoc-binary) and the pandoc filter report_filter.lua, which does what the
 report needs of Quarto (conditional content, numbered figure captions, @fig-
 cross-references):
-  - report/_output/report.html: standalone HTML with a table of contents and
+  - report/_output/index.html: standalone HTML with a table of contents and
     the inline plotly.js bundle once;
   - report/_output/report.pdf: pandoc's Typst writer, compiled by the `typst`
     package; figures as the static PNGs viz.figure_md embeds, token highlights
