@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "stages"))
 
-from train_sae import split_texts  # noqa: E402
+from sae_workbench.sae.train import held_out_texts as split_texts  # noqa: E402
 
 from sae_workbench.activations import load_token_table  # noqa: E402
 from sae_workbench.config import load_params  # noqa: E402

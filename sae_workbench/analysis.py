@@ -530,15 +530,55 @@ def written_into(hook: str, hooks: list[str]) -> str | None:
     return None
 
 
-def compare_hooks(hooks: list[str], metrics: dict[str, dict], details: dict[str, dict]) -> tuple[dict, dict]:
+def specialist_strengths(ft: FeatureTable, text_index: np.ndarray, n_texts: int, specialists: dict[str, dict],
+                         categories=CATEGORIES) -> np.ndarray:
+    """[n_texts, n_cat]: each text's strongest activation of each category's specialist."""
+    return ft.per_text_max(text_index, n_texts)[:, [int(specialists[c]["feature"]) for c in categories]]
+
+
+def paired_auroc_test(sa: np.ndarray, sb: np.ndarray, labels, rng: np.random.Generator, n_boot: int = 1000,
+                      alpha: float = 0.05, categories=CATEGORIES) -> dict:
+    """Is hook A's set of specialists better than hook B's on the same held-out texts?
+
+    sa, sb: [n_texts, n_cat] strengths of each hook's specialist of each category on
+    the held-out texts (specialist_strengths), labels: their categories. Statistic:
+    d = mean over categories of AUROC_A - AUROC_B. Paired bootstrap: the texts are
+    resampled within category, the same resample for both hooks, n_boot times;
+    (1 - alpha) percentile interval, two-sided p = 2 min(P(d* <= 0), P(d* >= 0)).
+    Verdict: 'stronger' if the interval lies above 0, 'weaker' below, else 'no_difference'."""
+    lab = np.asarray(labels)
+    cats = list(categories)
+    mean_auc = lambda s, y: float(np.mean(np.diag(_category_aurocs(column_ranks(s), y))))
+    Y = _onehot(lab, cats)
+    observed = mean_auc(sa, Y) - mean_auc(sb, Y)
+    groups = [np.flatnonzero(lab == c) for c in cats]
+    boot = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+        Yb = _onehot(lab[idx], cats)
+        boot[b] = mean_auc(sa[idx], Yb) - mean_auc(sb[idx], Yb)
+    lo, hi = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    p = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))
+    verdict = "stronger" if lo > 0 else "weaker" if hi < 0 else "no_difference"
+    return {"auroc_diff": float(observed), "ci_low": float(lo), "ci_high": float(hi), "p_value": p, "alpha": alpha,
+            "n_texts": int(len(lab)), "n_boot": int(n_boot), "verdict": verdict}
+
+
+def compare_hooks(hooks: list[str], metrics: dict[str, dict], details: dict[str, dict], heldout: dict | None = None,
+                  rng: np.random.Generator | None = None, n_boot: int = 1000, alpha: float = 0.05) -> tuple[dict, dict]:
     """Cross-layer comparison from the per-hook analyses.
 
     Returns (metrics for DVC, data for the report): significant / positive
     specialist counts per hook with bootstrap intervals, mean held-out AUROC,
     the category x hook specialist table, top-5 strongest activations and
     frequent-feature coverage per hook, and for every mlp_out / attn_out hook
-    the comparison with the residual stream it writes into (scale-free: held-out
-    AUROC per category and significant counts)."""
+    the comparison with the residual stream it writes into: the verdict comes from
+    `paired_auroc_test` on the held-out texts (heldout = {"labels": [n],
+    "strength": {hook: [n, n_cat]}}), as does the best hook's margin over the runner-up."""
+    if heldout is None:
+        raise ValueError("compare_hooks needs the held-out specialist strengths for its paired tests")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    test = lambda a, b: paired_auroc_test(heldout["strength"][a], heldout["strength"][b], heldout["labels"], rng, n_boot, alpha)
     table = {
         c: {h: {k: metrics[h]["specialists"][c][k] for k in ("feature", "heldout_score", "ci_low", "ci_high", "heldout_auroc", "p_value", "significant")} for h in hooks}
         for c in CATEGORIES
@@ -561,14 +601,7 @@ def compare_hooks(hooks: list[str], metrics: dict[str, dict], details: dict[str,
         b = [metrics[resid]["specialists"][c]["heldout_auroc"] for c in CATEGORIES]
         wins = int(sum(x > y for x, y in zip(a, b)))
         losses = int(sum(x < y for x, y in zip(a, b)))
-        d_auc = float(np.mean(a) - np.mean(b))
-        d_sig = per_hook[h]["significant"] - per_hook[resid]["significant"]
-        if d_sig > 0 and d_auc > 0:
-            verdict = "stronger"
-        elif d_sig < 0 and d_auc < 0:
-            verdict = "weaker"
-        else:
-            verdict = "mixed"
+        t = test(h, resid)
         components.append(
             {
                 "hook": h,
@@ -579,15 +612,19 @@ def compare_hooks(hooks: list[str], metrics: dict[str, dict], details: dict[str,
                 "resid_mean_auroc": round(float(np.mean(b)), 6),
                 "categories_higher_auroc": wins,
                 "categories_lower_auroc": losses,
-                "verdict": verdict,
+                "verdict": t["verdict"],
+                "test": t,
             }
         )
     strongest = {h: [{k: r[k] for k in ("feature", "max_act", "top_text")} for r in details[h]["rankings"]["strongest"][:5]] for h in hooks}
     coverage_by_hook = {h: metrics[h]["coverage_top_frequent"] for h in hooks}
+    order = sorted(hooks, key=lambda h: (per_hook[h]["significant"], per_hook[h]["mean_heldout_auroc"]), reverse=True)
+    best_test = {"runner_up": order[1], **test(order[0], order[1])} if len(order) > 1 else None
     out_metrics = {
         "significant_by_hook": {h: v["significant"] for h, v in per_hook.items()},
         "mean_auroc_by_hook": {h: v["mean_heldout_auroc"] for h, v in per_hook.items()},
-        "best_hook": max(hooks, key=lambda h: (per_hook[h]["significant"], per_hook[h]["mean_heldout_auroc"])),
+        "best_hook": order[0],
+        "best_hook_vs_runner_up": best_test,
         "components_vs_resid": {c["hook"]: {k: v for k, v in c.items() if k != "hook"} for c in components},
     }
     data = {

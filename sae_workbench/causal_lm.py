@@ -14,6 +14,9 @@ the edit at every non-BOS position:
     feature_activation   mean f_i over the generated tokens in the steered pass
     concept_score        mean f_i over the generated tokens when the UNSTEERED model
                          reads prompt + continuation (does the text carry the concept?)
+    classifier_prob      P(category | continuation) under a character n-gram classifier
+                         fitted on labelled texts (`text_classifier`): an independent
+                         judge, blind to the model and the SAE
     boosted_mass         mean over generation steps of the steered next-token probability
                          of the top_tokens tokens that d_i @ W_U raises most (direct path,
                          final norm ignored)
@@ -56,8 +59,22 @@ def log_probs(model, resid: torch.Tensor) -> torch.Tensor:
     from transformer_lens.utilities.activation_functions import apply_softcap
 
     x = model.ln_final(resid) if getattr(model.cfg, "normalization_type", None) is not None else resid
-    logits = apply_softcap(model.unembed(x), model.cfg.output_logits_soft_cap)
+    logits = apply_softcap(torch.nn.functional.linear(x, unembed_rows(model), model.unembed.b_U), model.cfg.output_logits_soft_cap)
     return torch.log_softmax(logits.float(), -1)
+
+
+def unembed_rows(model) -> torch.Tensor:
+    """W_U as [vocab, d_model] rows, contiguous: what TransformerLens's Unembed multiplies
+    by (it copies W_U.T.contiguous() on every call, 671 MB for Gemma 3). Made once per model:
+    the tied embedding W_E when it equals W_U.T (no copy), else a cached copy."""
+    rows = model.__dict__.get("_workbench_unembed_rows")
+    if rows is None or rows.device != model.W_U.device:
+        w_u = model.W_U.detach()
+        w_e = getattr(model, "W_E", None)
+        tied = w_e is not None and w_e.shape == w_u.T.shape and w_e.is_contiguous() and torch.equal(w_e.detach(), w_u.T)
+        rows = w_e.detach() if tied else w_u.T.contiguous()
+        model.__dict__["_workbench_unembed_rows"] = rows
+    return rows
 
 
 def target_logprobs(model, resid: torch.Tensor, targets: torch.Tensor, chunk: int = LOGIT_CHUNK) -> torch.Tensor:
@@ -110,6 +127,20 @@ def boosted_tokens(handle: ModelHandle, sae, feature: int, k: int) -> list[int]:
 
 
 @torch.no_grad()
+def greedy_continuation(handle: ModelHandle, ids: torch.Tensor, max_new_tokens: int, fwd_hooks=()) -> torch.Tensor:
+    """ids [1, pos] followed by max_new_tokens greedy tokens, `fwd_hooks` applied at every step.
+
+    Only the last position is unembedded at each step (a 262k vocabulary makes
+    full-sequence logits the dominant cost); no KV cache, so an edit hook sees
+    the whole sequence each step, exactly as in a plain forward pass."""
+    for _ in range(max_new_tokens):
+        last = final_residual(handle, ids, None, fwd_hooks)[:, -1]
+        nxt = log_probs(handle.model, last).argmax(-1, keepdim=True).to(ids.device)
+        ids = torch.cat([ids, nxt], 1)
+    return ids
+
+
+@torch.no_grad()
 def steer_generation(
     handle: ModelHandle,
     sae,
@@ -121,14 +152,18 @@ def steer_generation(
     max_new_tokens: int,
     mode: str = "add",
     top_tokens: int = 10,
+    judge=None,
 ) -> list[dict]:
     """One row per (coefficient, prompt): the greedy continuation with the
     edit at every non-BOS position and its measures (module docstring).
+    All coefficients of one prompt run as one batch (a row per coefficient).
 
-    prompts: token id tensors [1, pos] starting with BOS."""
+    prompts: token id tensors [1, pos] starting with BOS;
+    judge: continuations (list of str) -> P(category) per text, or None."""
     model = handle.model
     boosted = boosted_tokens(handle, sae, feature, top_tokens)
-    rows = []
+    coefs = list(coefficients)
+    rows = {}
 
     def grab(cap):
         def fn(x, hook=None):
@@ -137,34 +172,38 @@ def steer_generation(
 
         return fn
 
-    for coef in coefficients:
-        edit = feature_edit(sae, feature, mode, coef * max_act)
-        for p_i, ids in enumerate(prompts):
-            p = ids.shape[1]
-            steered, clean = {}, {}
-            with model.hooks(fwd_hooks=[(hook, edit_hook(edit, skip_bos=True))]):
-                full = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, stop_at_eos=False, verbose=False, use_past_kv_cache=False)
-                resid = final_residual(handle, full, None, [(hook, grab(steered))])
-            clean_resid = final_residual(handle, full, None, [(hook, grab(clean))])
-            gen = full[0, p:]
-            mass = torch.cat([log_probs(model, resid[0, a : min(a + LOGIT_CHUNK, full.shape[1] - 1)])[:, boosted].exp().sum(-1)
-                              for a in range(p - 1, full.shape[1] - 1, LOGIT_CHUNK)])
-            lp = target_logprobs(model, clean_resid[0, p - 1 : -1], gen)
-            nll = float(-lp.mean())
-            rows.append(
-                {
-                    "coefficient": coef,
-                    "prompt": p_i,
-                    "continuation": handle.tokenizer.decode(gen) if handle.tokenizer is not None else None,
-                    "continuation_ids": gen.tolist(),
-                    "feature_activation": float(encode_feature(sae, steered["x"][0, p:], feature).mean()),
-                    "concept_score": float(encode_feature(sae, clean["x"][0, p:], feature).mean()),
-                    "boosted_mass": float(mass.mean()),
-                    "nll": nll,
-                    "perplexity": math.exp(nll),
-                }
-            )
-    return rows
+    for p_i, ids in enumerate(prompts):
+        p, b = ids.shape[1], len(coefs)
+        edit = feature_edit(sae, feature, mode, torch.tensor(coefs, dtype=torch.float32) * max_act)
+        steer_hook = (hook, edit_hook(edit, skip_bos=True))
+        full = greedy_continuation(handle, ids.repeat(b, 1), max_new_tokens, [steer_hook])
+        steered, clean = {}, {}
+        resid = final_residual(handle, full, None, [steer_hook, (hook, grab(steered))])
+        clean_resid = final_residual(handle, full, None, [(hook, grab(clean))])
+        n, d = full.shape[1] - p, resid.shape[-1]
+        r_steer = resid[:, p - 1 : -1].reshape(-1, d)
+        mass = torch.cat([log_probs(model, r_steer[a : a + LOGIT_CHUNK])[:, boosted].exp().sum(-1)
+                          for a in range(0, r_steer.shape[0], LOGIT_CHUNK)]).reshape(b, n)
+        gen = full[:, p:]
+        nlls = -target_logprobs(model, clean_resid[:, p - 1 : -1].reshape(-1, d), gen.reshape(-1)).reshape(b, n).mean(1)
+        texts = [handle.tokenizer.decode(g) if handle.tokenizer is not None else None for g in gen]
+        probs = judge(texts) if judge is not None and None not in texts else [float("nan")] * b
+        f_steer = encode_feature(sae, steered["x"][:, p:], feature).mean(1)
+        f_clean = encode_feature(sae, clean["x"][:, p:], feature).mean(1)
+        for r, coef in enumerate(coefs):
+            rows[(r, p_i)] = {
+                "coefficient": coef,
+                "prompt": p_i,
+                "continuation": texts[r],
+                "continuation_ids": gen[r].tolist(),
+                "feature_activation": float(f_steer[r]),
+                "concept_score": float(f_clean[r]),
+                "boosted_mass": float(mass[r].mean()),
+                "classifier_prob": float(probs[r]),
+                "nll": float(nlls[r]),
+                "perplexity": math.exp(float(nlls[r])),
+            }
+    return [rows[k] for k in sorted(rows)]
 
 
 @dataclass
@@ -174,6 +213,7 @@ class GenerationResult:
     feature_activation: list[float]
     """Per coefficient, mean over prompts (module docstring); likewise the next three."""
     concept_score: list[float]
+    classifier_prob: list[float]
     boosted_mass: list[float]
     perplexity: list[float]
     """Per coefficient: exp(mean over prompts and generated tokens of the unsteered model's NLL)."""
@@ -198,17 +238,18 @@ def generation_study(
     mode: str = "add",
     max_ppl_ratio: float = 2.0,
     top_tokens: int = 10,
+    judge=None,
 ) -> GenerationResult:
     """Causal-LM steering study: steer_generation's rows averaged per coefficient,
     the unsteered reference and the best coefficient (module docstring)."""
-    run = lambda coefs, m: steer_generation(handle, sae, feature, hook, max_act, coefs, prompts, max_new_tokens, m, top_tokens)
+    run = lambda coefs, m: steer_generation(handle, sae, feature, hook, max_act, coefs, prompts, max_new_tokens, m, top_tokens, judge)
     rows = run(list(coefficients), mode)
     base = [r for r in rows if r["coefficient"] == 0] if mode == "add" and 0 in coefficients else run([0.0], "add")
 
     def summary(rs):
         mean = lambda k: float(np.mean([r[k] for r in rs]))
         return {"feature_activation": mean("feature_activation"), "concept_score": mean("concept_score"),
-                "boosted_mass": mean("boosted_mass"), "perplexity": math.exp(mean("nll"))}
+                "classifier_prob": mean("classifier_prob"), "boosted_mass": mean("boosted_mass"), "perplexity": math.exp(mean("nll"))}
 
     per = [summary([r for r in rows if r["coefficient"] == c]) for c in coefficients]
     col = lambda k: [s[k] for s in per]
@@ -216,5 +257,5 @@ def generation_study(
     rule = (f"highest concept_score among coefficients whose perplexity <= {max_ppl_ratio} x the unsteered "
             "continuations' perplexity (ties: smaller |coefficient|)")
     best = best_coefficient(list(coefficients), col("concept_score"), col("perplexity"), max_ppl_ratio * unsteered["perplexity"])
-    return GenerationResult(mode, list(coefficients), col("feature_activation"), col("concept_score"), col("boosted_mass"),
+    return GenerationResult(mode, list(coefficients), col("feature_activation"), col("concept_score"), col("classifier_prob"), col("boosted_mass"),
                             col("perplexity"), unsteered, boosted_tokens(handle, sae, feature, top_tokens), best, rule, rows)

@@ -12,7 +12,10 @@ field, so a bad `dvc exp run -S key=value` fails at once with one line.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +207,11 @@ class SAEConfig:
     """'auto' (CUDA when available), 'cpu' or 'cuda'."""
     fidelity_texts: int = 16
     """Held-out corpus texts used for the downstream-fidelity metric."""
+    seeds: int = 3
+    """Seeds each hook of `seed_hooks` is trained with (`seed`, `seed` + 1, ...): headline
+    metrics as mean and spread, feature stability across seeds (stages/seeds.py)."""
+    seed_hooks: list[str] = field(default_factory=list)
+    """Hooks trained with every seed of `seeds` (each extra seed costs one more training)."""
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -232,6 +240,9 @@ class SAEConfig:
             raise ValueError(f"sae.device must be auto, cpu or cuda, got {self.device!r}")
         if self.checkpoint_every < 0 or self.fidelity_texts < 0:
             raise ValueError("sae.checkpoint_every and sae.fidelity_texts must be >= 0")
+        if self.seed_hooks and self.seeds < 2:
+            raise ValueError(f"sae.seeds must be >= 2 when sae.seed_hooks lists hooks, got {self.seeds}")
+        _at_least(self, "sae", 1, "seeds")
 
 
 @dataclass
@@ -305,6 +316,10 @@ class SteerConfig:
     (W_dec[f] @ W_U) whose next-token probability mass is measured."""
     ablation: bool = True
     """Zero-ablate every specialist of `hook` and a firing-frequency-matched random control feature."""
+    ablation_texts: int = 8
+    """Held-out texts per category an ablation is scored on (the first ones, in file order);
+    off-target drops use the first max(1, ablation_texts // 4) texts of each other category.
+    0: every held-out text (cost grows with it: a causal LM scores every next token over its full vocabulary)."""
     control_candidates: int = 5
     """The control is drawn (seeded) among this many alive non-specialist features closest in firing frequency."""
     attribution_text: str = ""
@@ -325,6 +340,23 @@ class SteerConfig:
         if self.max_ppl_ratio < 1:
             raise ValueError(f"steer.max_ppl_ratio must be >= 1, got {self.max_ppl_ratio}")
         _at_least(self, "steer", 1, "n_texts", "max_new_tokens", "top_tokens", "control_candidates", "attribution_top")
+        _at_least(self, "steer", 0, "ablation_texts")
+
+
+@dataclass
+class ControlConfig:
+    """The random-model control (stages/control.py, sae_workbench/control.py)."""
+
+    hook: str = "blocks.9.hook_resid_post"
+    """Hook analysed in the randomly initialised copy of the model; '' skips the control."""
+    corpus_texts: int = 600
+    """Corpus texts (the first ones of data/prepared/corpus.jsonl) the control SAE is trained on
+    (0: all); fewer than the real SAE's, so its training-token count is reported beside it."""
+
+    def __post_init__(self) -> None:
+        if self.hook:
+            hook_layer(self.hook)
+        _at_least(self, "control", 0, "corpus_texts")
 
 
 @dataclass
@@ -350,6 +382,7 @@ class Params:
     analysis: AnalysisConfig
     steer: SteerConfig
     report: ReportConfig
+    control: ControlConfig = field(default_factory=ControlConfig)
 
     def require_hook(self, hook: str) -> str:
         """The hook, if params.yaml lists it; else a one-line ValueError."""
@@ -358,12 +391,74 @@ class Params:
         return hook
 
 
+TOP_LEVEL = ("seed", "model", "hooks", "profiles", "data", "sae", "analysis", "steer", "control", "report")
+
+
+def _unknown_key(key: str, known, where: str) -> ValueError:
+    """One line naming the unknown key, the nearest known one and the file to fix."""
+    near = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
+    hint = f"did you mean {where + near[0]!r}?" if near else f"known: {', '.join(sorted(map(str, known)))}"
+    return ValueError(f"unknown key {where + str(key)!r} in params.yaml; {hint}")
+
+
+def _type_ok(value, tp) -> bool:
+    """Whether a YAML value matches a field annotation (int, float, str, bool, X | None, list[X], dict[K, V])."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if tp is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_type_ok(v, args[0]) for v in value) if args else isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, dict) and (not args or all(_type_ok(k, args[0]) and _type_ok(v, args[1]) for k, v in value.items()))
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+_PLURAL = {int: "integers", float: "numbers", str: "strings"}
+
+
+def _type_name(tp) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is list:
+        return f"a list of {_PLURAL.get(args[0], _type_name(args[0]))}" if args else "a list"
+    if origin is dict:
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+        return isinstance(value, str)
+    except (TypeError, ValueError):
+        return False
+
+
 def _build(cls, raw: dict[str, Any] | None, section: str):
+    """cls(**raw) after checking every key is a field and every value has the field's type."""
     raw = raw or {}
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"unknown key(s) in {section}: {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{section} in params.yaml must be a mapping of keys to values, got {raw!r}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            raise _unknown_key(key, names, f"{section}.")
+    hints = typing.get_type_hints(cls)
+    for key, value in raw.items():
+        if not _type_ok(value, hints[key]):
+            shown = repr(value) + (" (a quoted string: remove the quotes)" if _is_number(value) else "")
+            raise ValueError(f"{section}.{key} must be {_type_name(hints[key])}, got {shown} (params.yaml)")
     return cls(**raw)
 
 
@@ -372,12 +467,26 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path} not found: run from the repository root")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid UTF-8 YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} must be a mapping of keys to values")
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise _unknown_key(key, TOP_LEVEL, "")
+    if not isinstance(raw.get("seed", 0), int) or isinstance(raw.get("seed", 0), bool):
+        raise ValueError(f"seed must be an integer, got {raw.get('seed')!r} (params.yaml)")
     profiles = raw.get("profiles") or {}
     key = raw.get("model")
     if key not in profiles:
-        raise ValueError(f"model: {key!r} is not a profile; choose one of {', '.join(profiles)}")
+        near = difflib.get_close_matches(str(key), list(profiles), n=1, cutoff=0.5)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"model: {key!r} is not a profile in params.yaml{hint}; choose one of {', '.join(profiles)}")
     model = _build(ProfileConfig, profiles[key], f"profiles.{key}")
+    if not isinstance(raw.get("hooks") or [], list) or not all(isinstance(h, str) for h in raw.get("hooks") or []):
+        raise ValueError("hooks in params.yaml must be a list of hook names, e.g. [blocks.5.hook_resid_post]")
     hooks = list(raw.get("hooks") or [])
     if not hooks:
         raise ValueError("hooks: is empty; list at least one hook, e.g. blocks.3.hook_resid_pre")
@@ -387,7 +496,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         if hook_layer(h) >= model.n_layers:
             raise ValueError(f"hook {h!r} is beyond {key}'s {model.n_layers} layers (0..{model.n_layers - 1}); "
                              "a profile switch needs its own hooks and steer.hook (README)")
+    sae = _build(SAEConfig, raw.get("sae"), "sae")
+    for h in sae.seed_hooks:
+        if h not in hooks:
+            raise ValueError(f"sae.seed_hooks lists {h!r}, which is not in hooks: {hooks} (params.yaml)")
     steer = _build(SteerConfig, raw.get("steer"), "steer")
+    control = _build(ControlConfig, raw.get("control"), "control")
+    if control.hook and control.hook not in hooks:
+        raise ValueError(f"control.hook {control.hook!r} is not in hooks: {hooks} (params.yaml; '' skips the control)")
     if steer.hook not in hooks:
         raise ValueError(f"steer.hook {steer.hook!r} is not in hooks: {hooks}")
     return Params(
@@ -396,8 +512,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         model_key=key,
         hooks=hooks,
         data=_build(DataConfig, raw.get("data"), "data"),
-        sae=_build(SAEConfig, raw.get("sae"), "sae"),
+        sae=sae,
         analysis=_build(AnalysisConfig, raw.get("analysis"), "analysis"),
         steer=steer,
         report=_build(ReportConfig, raw.get("report"), "report"),
+        control=control,
     )

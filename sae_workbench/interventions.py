@@ -67,19 +67,21 @@ def encode_feature(sae, x: torch.Tensor, feature: int) -> torch.Tensor:
     return sae.encode(flat)[:, feature].reshape(x.shape[:-1]).to(x.dtype)
 
 
-def feature_edit(sae, feature: int, mode: str, value: float) -> Edit:
+def feature_edit(sae, feature: int, mode: str, value) -> Edit:
     """The edit steering `feature` on kept tokens (module docstring):
-    'add': x + value * d_i; 'clamp': x + (value - f_i(x)) * d_i (value 0 ablates)."""
+    'add': x + value * d_i; 'clamp': x + (value - f_i(x)) * d_i (value 0 ablates).
+    value: a number, or a [batch] tensor (one value per row of the batch)."""
     if mode not in MODES:
         raise ValueError(f"steering mode must be one of {', '.join(MODES)}, got {mode!r}")
     d = sae.W_dec[feature].detach()
 
     def edit(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         m = keep.to(x.device, x.dtype)
+        v = value[:, None].to(x.device, x.dtype) if isinstance(value, torch.Tensor) else value
         if mode == "clamp":
-            m = m * (value - encode_feature(sae, x.detach(), feature))
+            m = m * (v - encode_feature(sae, x.detach(), feature))
         else:
-            m = m * value
+            m = m * v
         return x + m.unsqueeze(-1) * d.to(x.device, x.dtype)
 
     return edit

@@ -36,6 +36,8 @@ class SteeringContext:
     """causal_lm: the prompts as [1, pos] id tensors starting with BOS."""
     centroids: dict[str, torch.Tensor] | None = None
     """encoder: category centroids of the unsteered train texts."""
+    classifier: object = None
+    """causal_lm: text_classifier.CategoryClassifier, the independent judge of continuations."""
 
 
 class ModelKind:
@@ -78,7 +80,7 @@ class ModelKind:
         raise NotImplementedError
 
     def ablation_scores(self, handle: ModelHandle, toks: list[TokenizedText], labels: list[str], ctx: SteeringContext):
-        """scores(hook=None, edit=None) -> [n_texts], for steering.ablation_study."""
+        """scores(hook=None, edit=None, idx=None) -> [len(idx)] (idx None: every text), for steering.ablation_study."""
         raise NotImplementedError
 
     def attribution_metric(self, ctx: SteeringContext, category: str):
@@ -109,14 +111,20 @@ class CausalLM(ModelKind):
 
     def steering_context(self, handle, texts, cfg, max_tokens):
         tok = _tokenizer(handle, max_tokens)
+        from .text_classifier import fit_classifier
+
         prompts = [torch.tensor([handle.tokenize(p, max_tokens).ids]) for p in cfg.prompts]
-        return SteeringContext(tokenize=tok, held=[t for t in texts if t.split == "heldout"], prompts=prompts)
+        return SteeringContext(tokenize=tok, held=[t for t in texts if t.split == "heldout"], prompts=prompts,
+                               classifier=fit_classifier(texts))
 
     def sweep(self, handle, sae, feature, hook, max_act, coefs, ctx, category, mode, cfg):
         from .causal_lm import generation_study
 
+        judge = None
+        if ctx.classifier is not None and category in ctx.classifier.categories:
+            judge = lambda texts: ctx.classifier.proba(texts, category)
         return generation_study(handle, sae, feature, hook, max_act, coefs, ctx.prompts, cfg.max_new_tokens, mode,
-                                cfg.max_ppl_ratio, cfg.top_tokens)
+                                cfg.max_ppl_ratio, cfg.top_tokens, judge)
 
     def curve(self, result, category):
         return result.concept_score
@@ -126,10 +134,15 @@ class CausalLM(ModelKind):
 
         g = result
         res = dict(generations=g.rows, feature_activation=g.feature_activation, concept_score=g.concept_score,
-                   boosted_mass=g.boosted_mass, perplexity=g.perplexity)
+                   classifier_prob=g.classifier_prob, boosted_mass=g.boosted_mass, perplexity=g.perplexity)
+        if ctx.classifier is not None:
+            res["classifier"] = {"fitted_on": ctx.classifier.fitted_on, "n_fit": ctx.classifier.n_fit,
+                                 "accuracy_other_split": ctx.classifier.accuracy,
+                                 "model": "TF-IDF char 1-4-grams + logistic regression (sae_workbench/text_classifier.py)"}
         met = dict(
             feature_activation=_per_coef(coefs, g.feature_activation), activation_slope=slope(coefs, g.feature_activation),
-            concept_score=_per_coef(coefs, g.concept_score), boosted_mass=_per_coef(coefs, g.boosted_mass),
+            concept_score=_per_coef(coefs, g.concept_score), classifier_prob=_per_coef(coefs, g.classifier_prob),
+            boosted_mass=_per_coef(coefs, g.boosted_mass),
             perplexity=_per_coef(coefs, g.perplexity), unsteered_perplexity=g.unsteered["perplexity"],
         )
         return res, met
@@ -137,7 +150,7 @@ class CausalLM(ModelKind):
     def ablation_scores(self, handle, toks, labels, ctx):
         from .causal_lm import next_token_logprobs
 
-        return lambda hook=None, edit=None: next_token_logprobs(handle, toks, hook, edit)
+        return lambda hook=None, edit=None, idx=None: next_token_logprobs(handle, _pick(toks, idx), hook, edit)
 
     def attribution_metric(self, ctx, category):
         from .causal_lm import logprob_metric
@@ -200,12 +213,17 @@ class Encoder(ModelKind):
     def ablation_scores(self, handle, toks, labels, ctx):
         from .encoder import pooled_embeddings, separation
 
-        return lambda hook=None, edit=None: separation(pooled_embeddings(handle, toks, hook, edit), ctx.centroids, labels)
+        return lambda hook=None, edit=None, idx=None: separation(pooled_embeddings(handle, _pick(toks, idx), hook, edit),
+                                                                 ctx.centroids, _pick(labels, idx))
 
     def attribution_metric(self, ctx, category):
         from .encoder import embedding_metric
 
         return embedding_metric(ctx.centroids[category]), self.attribution_metric_name.format(category=category)
+
+
+def _pick(items: list, idx) -> list:
+    return items if idx is None else [items[i] for i in idx]
 
 
 def _tokenizer(handle: ModelHandle, max_tokens: int):

@@ -28,7 +28,7 @@ from .data import read_texts
 VERDICT = {
     "stronger": "stronger specialists than",
     "weaker": "weaker specialists than",
-    "mixed": "specialists neither clearly stronger nor weaker than",
+    "no_difference": "specialists not significantly different from",
 }
 """How a component-vs-residual verdict reads in a sentence."""
 

@@ -5,7 +5,7 @@ model kind; steering itself is kind-specific (`causal_lm.generation_study`,
 Edits (`interventions`): feature i of the SAE at a hook reads f_i(x) and writes
 along d_i = W_dec[i]; ablating it is x' = x - f_i(x) d_i on kept tokens.
 
-Ablation (all kept tokens of every held-out text), per text score s (the kind's:
+Ablation (all kept tokens of the scored texts), per text score s (the kind's:
 encoder separation to the category centroids, causal-LM mean log-probability
 of the actual next tokens):
     drop = mean over the category's held-out texts of s(clean) - s(ablated);
@@ -23,12 +23,13 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .interventions import feature_edit
 from .models import ModelHandle, TokenizedText
 
 Scores = Callable[..., torch.Tensor]
-"""scores(hook=None, edit=None) -> [n_texts] per-text ablation score, `edit` applied at `hook`."""
+"""scores(hook=None, edit=None, idx=None) -> per-text ablation score of texts idx (None: all), `edit` applied at `hook`."""
 
 Metric = Callable[[ModelHandle, torch.Tensor, torch.Tensor, list], torch.Tensor]
 """metric(handle, ids [1, pos], mask, fwd_hooks) -> scalar tensor (differentiable)."""
@@ -59,27 +60,48 @@ def ablation_roles(specialists: dict[str, int], freq: np.ndarray, rng: np.random
     return roles
 
 
+def ablation_subsets(labels: list[str], per_category: int) -> dict[str, list[int]]:
+    """{category: indices of texts a category's ablations are scored on}: its first
+    per_category texts (own) and the first max(1, per_category // 4) of each other
+    category (off-target), in list order; per_category 0: every text."""
+    if per_category <= 0:
+        return {c: list(range(len(labels))) for c in dict.fromkeys(labels)}
+    first: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        first.setdefault(lab, []).append(i)
+    off = max(1, per_category // 4)
+    return {c: sorted(first[c][:per_category] + [i for o in first if o != c for i in first[o][:off]]) for c in first}
+
+
 @torch.no_grad()
 def ablation_study(
     scores: Scores, sae, hook: str, features: dict[str, dict[str, int]], labels: list[str], accuracy: bool = False,
+    subsets: dict[str, list[int]] | None = None,
 ) -> dict[str, dict[str, dict]]:
-    """Zero-ablate each feature on all texts (module docstring).
+    """Zero-ablate each feature (module docstring).
 
-    scores: the kind's per-text score over the texts (`ModelKind.ablation_scores`);
-    features: {category: {role: feature}} (e.g. specialist and control).
-    Returns {category: {role: {feature, drop, off_target_drop[, accuracy_clean, accuracy_ablated]}}};
+    scores: the kind's per-text score (`ModelKind.ablation_scores`);
+    features: {category: {role: feature}} (e.g. specialist and control);
+    subsets: {category: text indices} its ablations are scored on (`ablation_subsets`; None: all texts).
+    Returns {category: {role: {feature, drop, off_target_drop, n_texts, n_off_target[, accuracy_clean, accuracy_ablated]}}};
     accuracy (encoders): fraction of the category's texts whose score is > 0 (nearest centroid their own)."""
-    clean = scores()
+    everything = list(range(len(labels)))
+    used = sorted({i for c in features for i in (subsets or {}).get(c, everything)})
+    clean_all = torch.zeros(len(labels))
+    clean_all[used] = scores(idx=used)
     out: dict[str, dict[str, dict]] = {}
-    for cat, roles in features.items():
-        own = torch.tensor([lab == cat for lab in labels])
+    for cat, roles in tqdm(features.items(), desc="ablation", unit="category"):
+        idx = (subsets or {}).get(cat, everything)
+        own = torch.tensor([labels[i] == cat for i in idx])
         if not own.any():
             raise ValueError(f"no held-out texts of category {cat!r} to ablate on")
+        clean = clean_all[idx]
         out[cat] = {}
         for role, f in roles.items():
-            s = scores(hook, feature_edit(sae, f, "clamp", 0.0))
+            s = scores(hook, feature_edit(sae, f, "clamp", 0.0), idx)
             d = clean - s
-            r = {"feature": int(f), "drop": float(d[own].mean()), "off_target_drop": float(d[~own].mean()) if (~own).any() else 0.0}
+            r = {"feature": int(f), "drop": float(d[own].mean()), "off_target_drop": float(d[~own].mean()) if (~own).any() else 0.0,
+                 "n_texts": int(own.sum()), "n_off_target": int((~own).sum())}
             if accuracy:
                 r.update(accuracy_clean=float((clean[own] > 0).float().mean()), accuracy_ablated=float((s[own] > 0).float().mean()))
             out[cat][role] = r

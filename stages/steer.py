@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.config import CATEGORIES
@@ -27,7 +28,7 @@ from sae_workbench.interventions import MODES, slope
 from sae_workbench.kinds import model_kind
 from sae_workbench.models import load_model
 from sae_workbench.sae.io import load_sae
-from sae_workbench.steering import ablation_roles, ablation_study, feature_attribution
+from sae_workbench.steering import ablation_roles, ablation_study, ablation_subsets, feature_attribution
 
 
 def args(p):
@@ -72,7 +73,8 @@ def main(args, params):
     # steering, as the model's kind does it (generation or embedding drift)
     ctx = kind.steering_context(handle, texts, cfg, params.data.max_tokens)
     tok, held = ctx.tokenize, ctx.held
-    sweeps = {m: kind.sweep(handle, sae, feature, cfg.hook, max_act, coefs, ctx, cfg.category, m, cfg) for m in modes}
+    sweeps = {m: kind.sweep(handle, sae, feature, cfg.hook, max_act, coefs, ctx, cfg.category, m, cfg)
+              for m in tqdm(modes, desc=f"steer {cfg.category} feature {feature}", unit="mode")}
     g = sweeps[cfg.mode]
     res_fields, met_fields = kind.headline(g, coefs, ctx, cfg.category, cfg)
     result.update(res_fields)
@@ -80,19 +82,24 @@ def main(args, params):
     result.update(best_coefficient=g.best_coefficient, best_rule=g.best_rule, sweeps={m: asdict(s) for m, s in sweeps.items()})
     metrics["best_coefficient"] = g.best_coefficient
 
+    def judged(r):
+        """Slope of the independent classifier's P(category) over coefficients, where the kind has one."""
+        probs = getattr(r, "classifier_prob", None)
+        return {"classifier_slope": slope(coefs, probs)} if probs and not any(np.isnan(probs)) else {}
+
     # one curve per feature: every other category's specialist, towards its own category
     if cfg.all_specialists:
         per_feature = {}
-        for c in CATEGORIES:
+        for c in tqdm(CATEGORIES, desc="steer every specialist", unit="feature"):
             f, m = int(specs[c]["feature"]), float(specs[c]["max_act"])
             if c == cfg.category or m <= 0:
                 continue
             r = kind.sweep(handle, sae, f, cfg.hook, m, coefs, ctx, c, cfg.mode, cfg)
             per_feature[c] = {"feature": f, "max_act": m, "significant": specs[c].get("significant"), **asdict(r)}
-            metrics.setdefault("per_feature", {})[c] = {"feature": f, "slope": slope(coefs, kind.curve(r, c)), "best_coefficient": r.best_coefficient}
+            metrics.setdefault("per_feature", {})[c] = {"feature": f, "slope": slope(coefs, kind.curve(r, c)), **judged(r), "best_coefficient": r.best_coefficient}
         per_feature[cfg.category] = {"feature": feature, "max_act": max_act, "significant": specs[cfg.category].get("significant"), **asdict(g)}
         own = kind.curve(g, cfg.category)
-        metrics.setdefault("per_feature", {})[cfg.category] = {"feature": feature, "slope": slope(coefs, own), "best_coefficient": g.best_coefficient}
+        metrics.setdefault("per_feature", {})[cfg.category] = {"feature": feature, "slope": slope(coefs, own), **judged(g), "best_coefficient": g.best_coefficient}
         result["per_feature"] = {c: per_feature[c] for c in CATEGORIES if c in per_feature}
         metrics["per_feature"] = {c: metrics["per_feature"][c] for c in CATEGORIES if c in metrics["per_feature"]}
 
@@ -107,12 +114,14 @@ def main(args, params):
         chosen = {c: int(specs[c]["feature"]) for c in CATEGORIES if c in specs}
         roles = ablation_roles(chosen, freq, rng, cfg.control_candidates)
         scores = kind.ablation_scores(handle, [tok(t) for t in held], labels, ctx)
-        abl = ablation_study(scores, sae, cfg.hook, roles, labels, accuracy=kind.ablation_accuracy)
+        abl = ablation_study(scores, sae, cfg.hook, roles, labels, accuracy=kind.ablation_accuracy,
+                             subsets=ablation_subsets(labels, cfg.ablation_texts))
         for c, r in abl.items():
             for role in r.values():
                 role["frequency"] = float(freq[role["feature"]])
             r["specialist"]["significant"] = specs[c].get("significant")
-        result["ablation"] = {"score": kind.ablation_score, "drop": "mean over the category's held-out texts of score(clean) - score(ablated)",
+        result["ablation"] = {"score": kind.ablation_score, "drop": "mean over the category's scored held-out texts of score(clean) - score(ablated)",
+                              "texts_per_category": cfg.ablation_texts,
                               "texts": [t.id for t in held], "categories": abl}
         metrics["ablation"] = {c: {"specialist_drop": r["specialist"]["drop"], "control_drop": r["control"]["drop"]} for c, r in abl.items()}
 

@@ -23,7 +23,7 @@ from sae_workbench.models import load_model
 from sae_workbench.sae.buffer import ShuffledBuffer, safetensors_reader
 from sae_workbench.sae.io import load_sae, save_for_saelens
 from sae_workbench.sae.metrics import reconstruction_metrics
-from sae_workbench.sae.train import train_sae
+from sae_workbench.sae.train import held_out_texts, train_sae
 
 CURVE_FIELDS = ["step", "tokens", "mse", "aux", "l0", "dead_frac", "lr"]
 
@@ -37,20 +37,12 @@ def args(p):
     p.add_argument("--curves", default="metrics/sae_curves")
 
 
-def split_texts(n_texts: int, eval_frac: float, seed: int) -> np.ndarray:
-    """Boolean [n_texts]: held out from training (whole texts, not scattered tokens)."""
-    rng = np.random.default_rng(seed)
-    held = np.zeros(n_texts, dtype=bool)
-    held[rng.permutation(n_texts)[: max(1, int(round(n_texts * eval_frac)))]] = True
-    return held
-
-
 @stage(args)
 def main(args, params):
     """Train or fetch the hook's SAE; write its metrics."""
     hook = params.require_hook(args.hook)
     table, acts = load_activation_set(args.acts, hook)
-    held = split_texts(len(table.texts), params.sae.eval_frac, params.seed)
+    held = held_out_texts(len(table.texts), params.sae.eval_frac, params.seed)
     is_eval = held[table.text_index]
     x_eval = acts[torch.from_numpy(np.flatnonzero(is_eval))]
     out = Path(args.saes) / hook

@@ -32,6 +32,8 @@ MINILM = {
     "model": "minilm",
     "hooks": ["blocks.1.hook_resid_pre", "blocks.3.hook_resid_pre", "blocks.5.hook_resid_pre", "blocks.4.hook_mlp_out", "blocks.4.hook_attn_out"],
     "steer.hook": "blocks.5.hook_resid_pre",
+    "sae.seed_hooks": ["blocks.5.hook_resid_pre"],
+    "control.hook": "blocks.5.hook_resid_pre",
 }
 """What switching params.yaml to the MiniLM profile takes (README)."""
 
@@ -44,6 +46,7 @@ def raw_params(profile: str | None = None) -> dict:
     if profile == "minilm":
         raw["model"], raw["hooks"] = MINILM["model"], list(MINILM["hooks"])
         raw["steer"]["hook"] = MINILM["steer.hook"]
+        raw["sae"]["seed_hooks"], raw["control"]["hook"] = MINILM["sae.seed_hooks"], MINILM["control.hook"]
     elif profile is not None:
         raise ValueError(profile)
     return raw

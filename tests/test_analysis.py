@@ -193,7 +193,7 @@ def test_logit_effects_and_coverage():
 
 
 def test_compare_hooks_and_component_pairing():
-    from sae_workbench.analysis import compare_hooks, written_into
+    from sae_workbench.analysis import compare_hooks, specialist_strengths, written_into
 
     hooks = ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre", "blocks.1.hook_mlp_out"]
     assert written_into("blocks.1.hook_mlp_out", hooks) == "blocks.2.hook_resid_pre"
@@ -209,10 +209,16 @@ def test_compare_hooks_and_component_pairing():
     bad = analyze_hook(noise, raw, TokenTable(texts, ti, pos), cfg, np.random.default_rng(0))
     metrics = {hooks[0]: good[0], hooks[1]: bad[0], hooks[2]: good[0]}
     details = {hooks[0]: good[1], hooks[1]: bad[1], hooks[2]: good[1]}
-    cm, data = compare_hooks(hooks, metrics, details)
+    held = np.array([t["split"] == "heldout" for t in texts])
+    strength = {h: specialist_strengths(f, ti, len(texts), metrics[h]["specialists"])[held] for h, f in zip(hooks, (ft, noise, ft))}
+    heldout = {"labels": [t["category"] for t, k in zip(texts, held) if k], "strength": strength}
+    cm, data = compare_hooks(hooks, metrics, details, heldout, np.random.default_rng(0), 200)
     assert cm["significant_by_hook"][hooks[0]] == 7 and cm["significant_by_hook"][hooks[1]] < 7
     comp = cm["components_vs_resid"]["blocks.1.hook_mlp_out"]
     assert comp["resid_hook"] == hooks[1] and comp["verdict"] == "stronger" and comp["categories_higher_auroc"] >= 1
+    assert comp["test"]["ci_low"] > 0 and comp["test"]["p_value"] < 0.05 and comp["test"]["auroc_diff"] == pytest.approx(comp["mean_auroc"] - comp["resid_mean_auroc"], abs=1e-6)
+    assert cm["best_hook"] == hooks[0] and cm["best_hook_vs_runner_up"]["runner_up"] == hooks[2]
+    assert cm["best_hook_vs_runner_up"]["verdict"] == "no_difference" and cm["best_hook_vs_runner_up"]["auroc_diff"] == 0  # the same SAE twice
     assert set(data["specialist_table"]) == set(CATEGORIES) and len(data["top5_strongest"][hooks[0]]) == 5
 
 

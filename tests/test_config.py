@@ -44,11 +44,49 @@ def _params(tmp_path, **changes):
         ({"steer.hook": "blocks.2.hook_resid_pre"}, "steer.hook"),
         ({"steer.hook": "blocks.5.hook_resid_pre"}, "steer.hook"),
         ({"sae.l2_coefficient": 1.0}, "unknown key"),
+        ({"sae.lr": "fast"}, r"^sae.lr must be a number, got 'fast' \(params.yaml\)$"),
+        ({"sae.lr": "0.004"}, r"sae.lr must be a number, got '0.004' \(a quoted string: remove the quotes\)"),
+        ({"sae.epochs": 1.5}, "sae.epochs must be an integer, got 1.5"),
+        ({"sae.k": True}, "sae.k must be an integer, got True"),
+        ({"seed": "abc"}, "seed must be an integer, got 'abc'"),
+        ({"hokks": ["blocks.5.hook_resid_post"]}, "unknown key 'hokks' in params.yaml; did you mean 'hooks'"),
+        ({"steer.coeficients": [1.0]}, "unknown key 'steer.coeficients' in params.yaml; did you mean 'steer.coefficients'"),
+        ({"steer.prompts": [3]}, "steer.prompts must be a list of strings, got \\[3\\]"),
+        ({"steer.coefficients": "1,2"}, "steer.coefficients must be a list of numbers"),
+        ({"steer.ablation_texts": -1}, "steer.ablation_texts must be >= 0"),
+        ({"model": "gema"}, "did you mean 'gemma'"),
+        ({"sae": "topk"}, "sae in params.yaml must be a mapping"),
+        ({"sae.seed_hooks": ["blocks.4.hook_resid_post"]}, "sae.seed_hooks lists 'blocks.4.hook_resid_post', which is not in hooks"),
+        ({"control.hook": "blocks.4.hook_resid_post"}, "control.hook 'blocks.4.hook_resid_post' is not in hooks"),
     ],
 )
 def test_bad_params_are_rejected(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         load_params(_params(tmp_path, **change))
+
+
+def test_params_file_itself(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_bytes(b"\xef\xbb\xbf" + (ROOT / "params.yaml").read_bytes())  # a UTF-8 BOM is fine
+    assert load_params(p).model_key == "gemma"
+    p.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"seed: 0", b"seed: \xff"))
+    with pytest.raises(ValueError, match="is not valid UTF-8 YAML"):
+        load_params(p)
+    p.write_text("seed: [0\n")
+    with pytest.raises(ValueError, match="is not valid UTF-8 YAML"):
+        load_params(p)
+
+
+def test_check_stage_stops_before_anything(tmp_path):
+    """The pipeline's first stage: one line for a bad value; the passed marker is the same bytes for any good params."""
+    out = tmp_path / "checked.txt"
+    run = lambda p: subprocess.run([sys.executable, str(ROOT / "stages/check.py"), "--params", str(p), "--out", str(out)],
+                                   capture_output=True, text=True, cwd=ROOT)
+    r = run(_params(tmp_path, **{"sae.epochs": 1.5}))
+    assert r.returncode == 2 and r.stderr == "error: sae.epochs must be an integer, got 1.5 (params.yaml)\n" and not out.exists()
+    assert run(_params(tmp_path, **{"sae.epochs": 2})).returncode == 0
+    first = out.read_bytes()
+    assert run(_params(tmp_path, **{"sae.epochs": 5, "steer.category": "math"})).returncode == 0 and out.read_bytes() == first
 
 
 def test_default_params_load():
@@ -64,6 +102,7 @@ def test_other_profiles_load(minilm_params, tmp_path):
     assert minilm_params.model.kind == "encoder" and minilm_params.model.loader == "bridge"
     raw = raw_params()
     raw["model"], raw["hooks"], raw["steer"]["hook"] = "gpt2", ["blocks.8.hook_resid_pre"], "blocks.8.hook_resid_pre"
+    raw["sae"]["seed_hooks"], raw["control"]["hook"] = [], ""
     gpt2 = load_params(write_params(raw, tmp_path / "params.yaml"))
     assert gpt2.model.kind == "causal_lm" and gpt2.model.pretrained_sae("blocks.8.hook_resid_pre") == ("gpt2-small-res-jb", "blocks.8.hook_resid_pre")
 

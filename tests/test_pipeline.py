@@ -20,8 +20,9 @@ TINY = {
     "hooks": ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre", "blocks.1.hook_mlp_out"],
     "data": {"corpus_wiki_en": 60, "corpus_wiki_es": 20, "corpus_wiki_fr": 20, "corpus_code": 20, "max_tokens": 64, "batch_size": 16},
     "sae": {"architecture": "topk", "k": 16, "expansion": 2, "batch_tokens": 256, "epochs": 2, "buffer_tokens": 4096,
-            "fidelity_texts": 8, "checkpoint_every": 20},
+            "fidelity_texts": 8, "checkpoint_every": 20, "seeds": 2, "seed_hooks": ["blocks.2.hook_resid_pre"]},
     "steer": {"hook": "blocks.2.hook_resid_pre", "coefficients": [-2.0, 0.0, 2.0, 4.0], "n_texts": 10},
+    "control": {"hook": "blocks.2.hook_resid_pre", "corpus_texts": 60},
 }
 SAE_KEYS = {"l0", "explained_variance", "mse", "dead_frac", "dense_frac", "d_sae", "eval_tokens", "fidelity", "architecture"}
 ANALYSIS_KEYS = {
@@ -88,6 +89,19 @@ def test_every_declared_metric_exists_with_its_keys(tiny_run):
     assert STEER_KEYS <= set(files["metrics/steer.json"]["data"])
     comp = files["metrics/compare.json"]["data"]
     assert set(comp["significant_by_hook"]) == set(TINY["hooks"])
+    # seeds: the first seed is train_sae's SAE, the second trained by the seeds stage
+    seeds = files["metrics/seeds.json"]["data"]["blocks.2.hook_resid_pre"]
+    first = json.loads((tiny_run / "metrics/sae/blocks.2.hook_resid_pre.json").read_text())
+    ev = seeds["headline"]["explained_variance"]
+    assert seeds["seeds"] == [0, 1] and ev["values"][0] == first["explained_variance"] and ev["min"] <= ev["mean"] <= ev["max"]
+    assert 0 <= seeds["stability"]["frac_stable"]["mean"] <= 1 and -1 <= seeds["stability"]["median_best_cosine"]["mean"] <= 1
+    assert set(seeds["specialists"]) == set(an["specialists"])
+    # the random-model control: same statistics, a different model
+    ctl = files["metrics/control.json"]["data"]
+    assert ctl["hook"] == "blocks.2.hook_resid_pre" and set(ctl["specialists"]) == set(an["specialists"])
+    assert 0 < ctl["train_tokens"] < ctl["real_train_tokens"] and 0 <= ctl["specialists_significant"] <= 7
+    real = json.loads((tiny_run / "metrics/analysis/blocks.2.hook_resid_pre.json").read_text())
+    assert ctl["real"]["mean_heldout_auroc"] == real["mean_heldout_auroc"] and ctl["mean_heldout_auroc"] != real["mean_heldout_auroc"]
     assert comp["components_vs_resid"]["blocks.1.hook_mlp_out"]["resid_hook"] == "blocks.2.hook_resid_pre"
 
 
@@ -185,6 +199,44 @@ def test_forced_rerun_is_byte_identical(tiny_run):
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert {p: p.read_text() for p in sorted((tiny_run / "metrics").rglob("*.json"))} == metrics
     assert _out_hashes(tiny_run) == before  # activations, SAEs, features, notebooks, report
+
+
+def _tree_state(repo: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file under data/, metrics/ and report/_output."""
+    return {str(f.relative_to(repo)): (f.stat().st_size, f.stat().st_mtime_ns)
+            for d in ("data", "metrics", "report/_output") for f in sorted((repo / d).rglob("*")) if f.is_file()}
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("model", "gpt3", "model: 'gpt3' is not a profile in params.yaml (did you mean 'gpt2'?)"),
+    ("sae.epochs", 1.5, "sae.epochs must be an integer, got 1.5"),
+    ("sae.lr", "0.004", "sae.lr must be a number, got '0.004' (a quoted string: remove the quotes)"),
+    ("steer.coeficients", [1.0], "unknown key 'steer.coeficients' in params.yaml; did you mean 'steer.coefficients'?"),
+    ("data.max_tokens", 4, "data.max_tokens must be in [8, 512], got 4"),
+])
+def test_bad_param_under_dvc_repro_loses_nothing(tiny_run, key, value, message):
+    """DVC deletes a stage's outputs before running it: the check stage runs first and
+    stops `dvc repro` with one line, so every previous output stays as it was."""
+    params = tiny_run / "params.yaml"
+    good = params.read_text()
+    before = _tree_state(tiny_run)
+    assert any(k.startswith("data/activations/corpus/") for k in before) and any(k.startswith("data/saes/") for k in before)
+    raw = yaml.safe_load(good)
+    node, *path = raw, *key.split(".")
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        r = _dvc(["repro"], tiny_run)
+    finally:
+        params.write_text(good)
+    assert r.returncode != 0
+    errors = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {message}"], r.stdout + r.stderr
+    assert "Running stage 'check'" in r.stdout and "Running stage 'prepare'" not in r.stdout
+    assert _tree_state(tiny_run) == before
+    assert "up to date" in _dvc(["status"], tiny_run).stdout
 
 
 # ---------------------------------------------------------------- the default profile (Gemma), up to the SAE metrics

@@ -69,3 +69,20 @@ def test_editing_a_module_marks_exactly_the_stages_that_run_it(tmp_path, module)
         for ch in changes if isinstance(ch, dict) and ch.get("changed deps", {}).get(module) == "modified"
     }
     assert marked == expected
+
+
+def test_sae_param_deps_name_every_training_key():
+    """train_sae lists its sae.* keys one by one (so sae.seeds or sae.seed_hooks re-run only the seeds stage):
+    a new SAEConfig field must be added there, and to the seeds and control stages that train the same way."""
+    import dataclasses
+
+    import yaml
+
+    from sae_workbench.config import SAEConfig
+
+    training = {f"sae.{f.name}" for f in dataclasses.fields(SAEConfig)} - {"sae.seeds", "sae.seed_hooks"}
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    listed = lambda st: {p for p in st["params"] if isinstance(p, str) and p.startswith("sae")}
+    assert listed(stages["train_sae"]["do"]) == training
+    assert listed(stages["seeds"]) == training | {"sae.seeds", "sae.seed_hooks"}
+    assert listed(stages["control"]) == training - {"sae.fidelity_texts"}

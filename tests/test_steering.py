@@ -25,7 +25,7 @@ from sae_workbench.sae.train import train_sae
 from sae_workbench.causal_lm import generation_study, logprob_metric
 from sae_workbench.encoder import category_centroids, embedding_metric, pooled_embeddings, separation, steer_sentence_embeddings
 from sae_workbench.interventions import best_coefficient, edit_hook, feature_edit, hook_activations, keep_mask
-from sae_workbench.steering import ablation_study, feature_attribution, matched_control
+from sae_workbench.steering import ablation_study, ablation_subsets, feature_attribution, matched_control
 
 HOOK = "blocks.3.hook_resid_pre"
 GPT_HOOK = "blocks.2.hook_resid_pre"
@@ -161,11 +161,20 @@ def test_ablation_removes_exactly_the_features_contribution(minilm, mini_toks):
     cents = category_centroids(minilm, {c: [mini_toks[f"{c}-0{i}"] for i in (1, 2)] for c in ("python", "formal")})
     texts = [mini_toks[i] for i in ("python-03", "python-07", "formal-05", "formal-09")]
     labels = ["python", "python", "formal", "formal"]
-    scores = lambda hook=None, edit=None: separation(pooled_embeddings(minilm, texts, hook, edit), cents, labels)
+    pick = lambda xs, idx: xs if idx is None else [xs[i] for i in idx]
+    scores = lambda hook=None, edit=None, idx=None: separation(pooled_embeddings(minilm, pick(texts, idx), hook, edit), cents, pick(labels, idx))
     res = ablation_study(scores, sae, HOOK, {"python": {"planted": 0, "dead": 5}}, labels, accuracy=True)
     dead, planted = res["python"]["dead"], res["python"]["planted"]
     assert dead["drop"] == 0 and dead["off_target_drop"] == 0 and dead["accuracy_clean"] == dead["accuracy_ablated"]
     assert abs(planted["drop"]) > 1e-3
+    assert (planted["n_texts"], planted["n_off_target"]) == (2, 2)
+    # scored on a subset (ablation_subsets: 1 own text, 1 of each other category), the same per-text drops
+    subsets = ablation_subsets(labels, 1)
+    assert subsets == {"python": [0, 2], "formal": [0, 2]}
+    sub = ablation_study(scores, sae, HOOK, {"python": {"planted": 0}}, labels, subsets=subsets)["python"]["planted"]
+    assert (sub["n_texts"], sub["n_off_target"]) == (1, 1)
+    expect = scores(idx=[0]) - scores(HOOK, feature_edit(sae, 0, "clamp", 0.0), [0])
+    assert sub["drop"] == pytest.approx(float(expect[0]), abs=1e-5) and sub["drop"] != 0
 
 
 def test_attribution_matches_finite_differences_on_minilm(minilm, mini_toks):

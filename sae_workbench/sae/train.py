@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -52,6 +53,15 @@ class TrainResult:
     """False when stopped early by `stop_after` (a checkpoint was written)."""
     tokens_per_s: float
     """Training throughput of this run's steps (data loading included)."""
+
+
+def held_out_texts(n_texts: int, eval_frac: float, seed: int) -> np.ndarray:
+    """Boolean [n_texts]: corpus texts held out from training for the SAE metrics
+    (whole texts, not scattered tokens); the same for every seed of `sae.seeds`."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(n_texts, dtype=bool)
+    held[rng.permutation(n_texts)[: max(1, int(round(n_texts * eval_frac)))]] = True
+    return held
 
 
 def build_sae(cfg: SAEConfig, d_in: int) -> SparseAutoencoder:
