@@ -47,11 +47,10 @@ def args(p):
 def main(args, params):
     """Random-model control at control.hook."""
     cfg, hook = params.control, params.control.hook
-    if not hook:
-        write_json(args.metrics, {"hook": None, "skipped": "control.hook is empty"})
+    if not hook or params.model.sae_source != "custom":
+        why = "control.hook is empty" if not hook else "the profile uses pre-trained SAEs (the control trains its own)"
+        write_json(args.metrics, {"hook": None, "skipped": why})
         return
-    if params.model.sae_source != "custom":
-        raise ValueError("the control trains its own SAE: it needs the profile's sae_source: custom (or control.hook: '')")
     real = read_json(Path(args.real_analysis) / f"{hook}.json")
     real_sae = read_json(Path(args.real_sae) / f"{hook}.json")
     corpus = read_texts(args.corpus)

@@ -50,6 +50,8 @@ def args(p):
 def main(args, params):
     """Train sae.seeds - 1 more SAEs of each seed hook and compare them with the first."""
     hooks = [params.require_hook(args.hook)] if args.hook else params.sae.seed_hooks
+    if params.model.sae_source != "custom":  # pre-trained SAEs: one per hook, nothing to re-train
+        hooks = []
     Path(args.out).mkdir(parents=True, exist_ok=True)
     write_json(Path(args.out) / "hooks.json", hooks)
     write_json(args.metrics, {h: seed_study(args, params, h) for h in hooks})
@@ -57,8 +59,6 @@ def main(args, params):
 
 def seed_study(args, params, hook: str) -> dict:
     """Train the hook's extra seeds; write data/seeds/<hook>/stability.json; return its metrics."""
-    if params.model.sae_source != "custom":
-        raise ValueError("the seeds stage trains custom SAEs: set the profile's sae_source: custom or drop the hook from sae.seed_hooks")
     seeds = [params.seed + i for i in range(params.sae.seeds)]
     table, acts = load_activation_set(args.acts, hook)
     held = held_out_texts(len(table.texts), params.sae.eval_frac, params.seed)
