@@ -184,6 +184,10 @@ def load_acts(act_dir: str | Path, hook: str, table: TokenTable | None = None) -
         raise ValueError(f"{path} is corrupt ({type(e).__name__}); delete it and run dvc repro") from None
     if table is not None and acts.shape[0] != table.n_kept:
         raise ValueError(f"{path} has {acts.shape[0]} rows but tokens.json has {table.n_kept} kept tokens: re-run dvc repro")
+    bad = ~torch.isfinite(acts).all(dim=1)
+    if bad.any():
+        raise ValueError(f"{path} has {int(bad.sum())} rows with NaN or infinite activations (first: row {int(bad.nonzero()[0])}); "
+                         "delete it and re-run dvc repro (stage extract)")
     return acts
 
 

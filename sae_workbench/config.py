@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import re
 import types
 import typing
@@ -445,8 +446,10 @@ def _is_number(value) -> bool:
         return False
 
 
-def _build(cls, raw: dict[str, Any] | None, section: str):
-    """cls(**raw) after checking every key is a field and every value has the field's type."""
+def _build(cls, raw: dict[str, Any] | None, section: str, complete: bool = True):
+    """cls(**raw) after checking every key is a field and every value has the field's type;
+    complete: every field must be present too (a key deleted from params.yaml is an error,
+    not a silent fall-back to the code's default)."""
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{section} in params.yaml must be a mapping of keys to values, got {raw!r}")
@@ -454,6 +457,11 @@ def _build(cls, raw: dict[str, Any] | None, section: str):
     for key in raw:
         if key not in names:
             raise _unknown_key(key, names, f"{section}.")
+    if complete:
+        for f in dataclasses.fields(cls):
+            if f.name not in raw:
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                raise ValueError(f"params.yaml has no {section}.{f.name}; add it (for example {f.name}: {json.dumps(default)})")
     hints = typing.get_type_hints(cls)
     for key, value in raw.items():
         if not _type_ok(value, hints[key]):
@@ -476,6 +484,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     for key in raw:
         if key not in TOP_LEVEL:
             raise _unknown_key(key, TOP_LEVEL, "")
+    for key in ("seed", "model", "hooks"):
+        if key not in raw:
+            raise ValueError(f"params.yaml has no {key}; add it (see the README)")
     if not isinstance(raw.get("seed", 0), int) or isinstance(raw.get("seed", 0), bool):
         raise ValueError(f"seed must be an integer, got {raw.get('seed')!r} (params.yaml)")
     profiles = raw.get("profiles") or {}
@@ -484,7 +495,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         near = difflib.get_close_matches(str(key), list(profiles), n=1, cutoff=0.5)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise ValueError(f"model: {key!r} is not a profile in params.yaml{hint}; choose one of {', '.join(profiles)}")
-    model = _build(ProfileConfig, profiles[key], f"profiles.{key}")
+    model = _build(ProfileConfig, profiles[key], f"profiles.{key}", complete=False)
     if not isinstance(raw.get("hooks") or [], list) or not all(isinstance(h, str) for h in raw.get("hooks") or []):
         raise ValueError("hooks in params.yaml must be a list of hook names, e.g. [blocks.5.hook_resid_post]")
     hooks = list(raw.get("hooks") or [])

@@ -75,23 +75,34 @@ def write_texts(path: str | Path, texts: list[Text]) -> None:
 def read_texts(path: str | Path) -> list[Text]:
     """Read JSON-lines texts; one-line ValueError on a malformed or empty record."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                t = Text(id=str(rec["id"]), category=rec["category"], split=rec["split"], text=rec["text"],
-                         register=rec.get("register", ""), source=rec.get("source", ""))
-                if not all(isinstance(v, str) for v in (t.category, t.split, t.text, t.register, t.source)):
-                    raise TypeError("category, split, text, register and source must be strings")
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-                raise ValueError(f"{path}:{i}: not a text record with id/category/split/text ({e})") from None
-            if not t.text.strip():
-                raise ValueError(f"{path}:{i}: text {t.id!r} is empty")
-            if len(t.text) > MAX_TEXT_CHARS:
-                raise ValueError(f"{path}:{i}: text {t.id!r} has {len(t.text)} characters (max {MAX_TEXT_CHARS})")
-            out.append(t)
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path} not found: check the path (texts are JSON lines with id, category, split, text)") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a directory, not a JSON-lines file of texts") from None
+    try:
+        content = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is fine
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); save the file as UTF-8") from None
+    for i, line in enumerate(content.split("\n"), 1):  # not splitlines(): U+2028 may sit inside a JSON string
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            t = Text(id=str(rec["id"]), category=rec["category"], split=rec["split"], text=rec["text"],
+                     register=rec.get("register", ""), source=rec.get("source", ""))
+            if not all(isinstance(v, str) for v in (t.category, t.split, t.text, t.register, t.source)):
+                raise TypeError("category, split, text, register and source must be strings")
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{path}:{i}: not a text record with id/category/split/text ({e})") from None
+        if not t.text.strip():
+            raise ValueError(f"{path}:{i}: text {t.id!r} is empty")
+        if len(t.text) > MAX_TEXT_CHARS:
+            raise ValueError(f"{path}:{i}: text {t.id!r} has {len(t.text)} characters (max {MAX_TEXT_CHARS})")
+        out.append(t)
     if not out:
         raise ValueError(f"{path}: no texts")
     return out

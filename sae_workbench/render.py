@@ -97,6 +97,22 @@ def _params_hooks(report_dir: Path) -> list[str] | None:
         return None
 
 
+def check_chapters(report_dir: Path, hooks: list[str] | None) -> list[Path]:
+    """The executed notebooks in book order; with `hooks` (the pipeline's book) every
+    chapter the pipeline makes must be there, else a one-line ValueError naming the first missing."""
+    executed = report_dir / "executed"
+    nbs = notebook_order(executed, hooks) if executed.is_dir() else []
+    if not nbs:
+        raise ValueError(f"no executed notebooks in {executed}: run dvc repro first")
+    if hooks is not None:
+        expected = [f"{n}.ipynb" for n in FRONT_CHAPTERS] + [f"hook-{h}.ipynb" for h in hooks] + [f"{n}.ipynb" for n in BACK_CHAPTERS]
+        missing = [n for n in expected if not (executed / n).exists()]
+        if missing:
+            raise ValueError(f"{executed / missing[0]} is missing ({len(missing)} chapter(s) in all): run dvc repro, "
+                             "which executes every chapter before rendering")
+    return nbs
+
+
 def write_chapters(report_dir: Path, hooks: list[str] | None = None) -> list[str]:
     """Write report_dir/_pipeline.yml, which _quarto.yml merges in
     (metadata-files): the book's chapter list (index.qmd, then the executed
@@ -105,9 +121,7 @@ def write_chapters(report_dir: Path, hooks: list[str] | None = None) -> list[str
     params.yaml's beside report_dir). Written only if it changed; returns the chapters."""
     executed = report_dir / "executed"
     hooks = _params_hooks(report_dir) if hooks is None else hooks
-    nbs = notebook_order(executed, hooks) if executed.is_dir() else []
-    if not nbs:
-        raise ValueError(f"no executed notebooks in {executed}: run dvc repro first")
+    nbs = check_chapters(report_dir, hooks)
     chapters = (["index.qmd"] if (report_dir / "index.qmd").exists() else []) + [p.relative_to(report_dir).as_posix() for p in nbs]
     text = (
         "# Written by `python -m sae_workbench.render` (the render stage of dvc repro): do not edit.\n"
@@ -461,6 +475,7 @@ def render(report_dir: str | Path = "report", force_fallback: bool = False) -> R
     never reach it."""
     report_dir = Path(report_dir)
     quarto = None if force_fallback else shutil.which("quarto")
+    check_chapters(report_dir, _params_hooks(report_dir))  # errors name report/, not the scratch copy
     with tempfile.TemporaryDirectory(prefix="render-") as tmp:
         work = Path(tmp) / report_dir.name
         shutil.copytree(report_dir, work, ignore=shutil.ignore_patterns(*QUARTO_LEFTOVERS))

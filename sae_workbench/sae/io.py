@@ -69,7 +69,12 @@ def load_sae(profile, hook: str, sae_dir: str | Path, device: str = "cpu"):
         path = Path(sae_dir) / hook
         if not (path / "cfg.json").exists():
             raise ValueError(f"no trained SAE at {path}: run the train_sae stage (dvc repro)")
-        return SAE.load_from_disk(path, device=device), None
+        try:
+            return SAE.load_from_disk(path, device=device), None
+        except Exception as e:  # truncated safetensors, broken cfg.json: many exception types
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise ValueError(f"the SAE at {path} is unreadable ({type(e).__name__}: {first[:160]}); "
+                             f"delete {path} and re-run dvc repro (stage train_sae@{hook})") from None
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
     from ..models import ModelUnavailable, hub_error_line, use_hub_or_cache

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -128,6 +129,20 @@ def optimisation_step(sae: SparseAutoencoder, opt, x: torch.Tensor, state: Train
     return out, parts
 
 
+def _load_checkpoint(path: Path, device) -> dict | None:
+    """The checkpoint's contents, or None (with a warning line) if it is unreadable:
+    it is only a cache of progress, so training starts again from step 0."""
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+        if not isinstance(ck, dict):
+            raise TypeError(f"holds a {type(ck).__name__}, not a checkpoint")
+        return ck
+    except Exception as e:  # truncated, garbage or foreign file: many exception types
+        print(f"warning: ignoring unreadable checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+              "training from step 0", file=sys.stderr)
+        return None
+
+
 def _save_checkpoint(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -169,8 +184,8 @@ def train_sae(
         json.dumps([asdict(cfg), seed, buffer.n_rows, d_in, round(scale, 9)], sort_keys=True).encode()
     ).hexdigest()
     start = 0
-    if checkpoint is not None and checkpoint.exists():
-        ck = torch.load(checkpoint, map_location=device, weights_only=False)
+    ck = _load_checkpoint(checkpoint, device) if checkpoint is not None and checkpoint.exists() else None
+    if ck is not None:
         if ck.get("fingerprint") == fingerprint:
             sae.load_state_dict(ck["model"])
             opt.load_state_dict(ck["opt"])
