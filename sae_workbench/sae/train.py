@@ -65,13 +65,21 @@ def held_out_texts(n_texts: int, eval_frac: float, seed: int) -> np.ndarray:
     return held
 
 
+ARCHITECTURE_BUILDERS = {
+    "relu": lambda cfg, d_in, d_sae: ReluSAE(d_in, d_sae, cfg.l1_coefficient, cfg.l1_warmup_frac),
+    "topk": lambda cfg, d_in, d_sae: TopKSAE(d_in, d_sae, cfg.k, cfg.aux_coefficient),
+    "batchtopk": lambda cfg, d_in, d_sae: BatchTopKSAE(d_in, d_sae, cfg.k, cfg.aux_coefficient),
+}
+"""The registry of SAE architectures (`sae.architecture`); config.ARCHITECTURES lists the same names."""
+
+
 def build_sae(cfg: SAEConfig, d_in: int) -> SparseAutoencoder:
-    d_sae = d_in * cfg.expansion
-    if cfg.architecture == "relu":
-        return ReluSAE(d_in, d_sae, cfg.l1_coefficient, cfg.l1_warmup_frac)
-    if cfg.architecture == "topk":
-        return TopKSAE(d_in, d_sae, cfg.k, cfg.aux_coefficient)
-    return BatchTopKSAE(d_in, d_sae, cfg.k, cfg.aux_coefficient)
+    """The untrained SAE of cfg.architecture, d_sae = d_in x cfg.expansion."""
+    try:
+        builder = ARCHITECTURE_BUILDERS[cfg.architecture]
+    except KeyError:
+        raise ValueError(f"sae.architecture must be one of {', '.join(ARCHITECTURE_BUILDERS)}, got {cfg.architecture!r}") from None
+    return builder(cfg, d_in, d_in * cfg.expansion)
 
 
 def geometric_median(x: torch.Tensor, iters: int = 100, eps: float = 1e-6) -> torch.Tensor:
