@@ -1,0 +1,81 @@
+"""Custom SAEs against the profile's pre-trained release, on the same tokens.
+
+$ python stages/pretrained.py
+For every hook the release covers (Gemma 3 270M: Gemma Scope 2's residual-stream
+and MLP-out SAEs), loads the pre-trained SAE through SAELens and measures it
+exactly as train_sae measured ours: explained variance, L0 and dead share on the
+same held-out corpus tokens, and the kind's fidelity (CE-loss recovered and KL
+for a causal LM) on the same texts. Writes metrics/pretrained.json: per hook the
+two sets of numbers side by side, or, where the release cannot be loaded (no
+internet here, no release for the profile), `available: false` and the reason in
+one line. Nothing is invented: an absent SAE has no numbers.
+"""
+
+import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sae_workbench.activations import load_activation_set
+from sae_workbench.cli import read_json, stage, write_json
+from sae_workbench.kinds import model_kind
+from sae_workbench.models import ModelUnavailable, load_model
+from sae_workbench.sae.io import load_sae
+from sae_workbench.sae.metrics import reconstruction_metrics
+from sae_workbench.sae.train import held_out_texts
+
+KEYS = ("explained_variance", "l0", "dead_frac")
+
+
+def args(p):
+    p.add_argument("--acts", default="data/activations/corpus")
+    p.add_argument("--sae-metrics", default="metrics/sae")
+    p.add_argument("--metrics", default="metrics/pretrained.json")
+
+
+@stage(args)
+def main(args, params):
+    """Side-by-side metrics of the custom and the pre-trained SAE of each covered hook."""
+    profile = dataclasses.replace(params.model, sae_source="pretrained")
+    out = {"release": profile.sae_release, "sae_id": profile.sae_id if profile.sae_release else None, "hooks": {}}
+    covered = []
+    for h in params.hooks:
+        try:
+            covered.append((h, *profile.pretrained_sae(h)))
+        except ValueError as e:
+            out["hooks"][h] = {"available": False, "reason": str(e)}
+    handle, unreachable = None, {}
+    for h, release, sae_id in covered:
+        custom = read_json(Path(args.sae_metrics) / f"{h}.json")
+        row = {"release": release, "sae_id": sae_id, "custom": {k: custom[k] for k in KEYS} | {"fidelity": custom.get("fidelity", {})}}
+        if release not in unreachable:
+            try:
+                sae, neuronpedia = load_sae(profile, h, "unused")
+            except ModelUnavailable:  # offline: the same for every SAE of the release
+                unreachable[release] = (f"SAELens release {release!r} is downloaded from the Hugging Face hub, which is unreachable here, "
+                                        "and is not in the local cache; with internet access this stage measures it")
+        if release in unreachable:
+            out["hooks"][h] = {**row, "available": False, "reason": unreachable[release]}
+            continue
+        table, acts = load_activation_set(args.acts, h)
+        held = held_out_texts(len(table.texts), params.sae.eval_frac, params.seed)
+        x_eval = acts[torch.from_numpy(np.flatnonzero(held[table.text_index]))]
+        m = reconstruction_metrics(sae, x_eval)
+        pre = {"explained_variance": m["explained_variance"], "l0": m["l0"], "never_fired_frac": m["never_fired_frac"], "d_sae": int(sae.cfg.d_sae)}
+        if params.sae.fidelity_texts:
+            handle = handle or load_model(params.model)
+            texts = [t["text"] for t, k in zip(table.texts, held) if k][: params.sae.fidelity_texts]
+            pre["fidelity"] = model_kind(params.model).fidelity(handle, sae, h, [handle.tokenize(t, params.data.max_tokens) for t in texts])
+        out["hooks"][h] = {**row, "available": True, "neuronpedia": neuronpedia, "pretrained": pre}
+    out["available"] = any(v.get("available") for v in out["hooks"].values())
+    write_json(args.metrics, out)
+    shown = "; ".join(unreachable.values()) or ", ".join(f"{h}: {v['pretrained']['explained_variance']:.3f} vs {v['custom']['explained_variance']:.3f} EV"
+                                for h, v in out["hooks"].items() if v.get("available"))
+    print(f"pretrained: {shown or 'no release covers these hooks'}")
+
+
+if __name__ == "__main__":
+    main()
