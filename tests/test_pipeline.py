@@ -241,6 +241,30 @@ def test_bad_param_under_dvc_repro_loses_nothing(tiny_run, key, value, message):
     assert "up to date" in _dvc(["status"], tiny_run).stdout
 
 
+def test_experiment_diff_names_what_a_param_change_did(tiny_run):
+    """dvc exp run -S analysis.alpha=... on the committed tiny run, then the diff page: the param, the
+    specialists whose verdict moved, and the unchanged SAE metrics, all read from what DVC tracked."""
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tiny_run, capture_output=True, text=True, check=True)
+    git("add", "-A")
+    git("commit", "-qm", "tiny baseline")
+    base = json.loads((tiny_run / "metrics/analysis/blocks.2.hook_resid_pre.json").read_text())
+    r = _dvc(["exp", "run", "-n", "strict", "-S", "analysis.alpha=0.0005"], tiny_run)  # p >= 1/1001 always: nothing stays significant
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    out = subprocess.run([sys.executable, "-m", "sae_workbench.expdiff", "HEAD", "strict", "--out", "diff.md", "--html", "diff.html"],
+                         cwd=tiny_run, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    md = (tiny_run / "diff.md").read_text()
+    assert "| `analysis.alpha` | 0.05 | 0.0005 |" in md
+    vanished = [c for c, v in base["specialists"].items() if v["significant"]]
+    assert vanished and all(f"{c} at `blocks.2.hook_resid_pre` vanished" in md for c in vanished)
+    ev = json.loads((tiny_run / "metrics/sae/blocks.2.hook_resid_pre.json").read_text())["explained_variance"]
+    assert f"| `blocks.2.hook_resid_pre` | {ev:.3f} | {ev:.3f} | +0.000 |" in md  # alpha does not touch the SAEs
+    assert "plotly" in (tiny_run / "diff.html").read_text()
+    bad = subprocess.run([sys.executable, "-m", "sae_workbench.expdiff", "HEAD", "no-such-exp"], cwd=tiny_run, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: 'no-such-exp' is neither") and bad.stderr.count("\n") == 1
+
+
 # ---------------------------------------------------------------- the default profile (Gemma), up to the SAE metrics
 
 GEMMA_TINY = {
