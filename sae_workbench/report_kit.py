@@ -71,6 +71,13 @@ def fnum(x, nd: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and x != x) else f"{x:.{nd}f}"
 
 
+def pval(test: dict) -> str:
+    """A bootstrap test's p-value for a sentence: with n resamples, 0 means none crossed
+    zero, which is p < 1/n, not p = 0."""
+    p, n = test["p_value"], test.get("n_boot", 1000)
+    return f"< {1 / n:.2g}" if p == 0 else f"= {p:.3g}"
+
+
 class LabelledCounts(NamedTuple):
     """Texts per category in each split of the labelled set."""
 
