@@ -121,11 +121,10 @@ def analyze_hook(
     labels = [t["category"] for t in texts]
     splits = [t["split"] for t in texts]
     registers = [t.get("register", "") for t in texts]
-    specialists = specialist_statistics(
+    specialists, count = specialist_statistics(
         strength, labels, splits, rng, cfg.n_bootstrap, cfg.n_permutations, cfg.alpha,
         registers=registers if any(registers) else None,
     )
-    count = specialists.pop("_count")
     for v in specialists.values():
         v["max_act"] = float(stats["max_act"][v["feature"]])
 
@@ -296,13 +295,14 @@ def specialist_statistics(
     alpha: float = 0.05,
     categories=CATEGORIES,
     registers: list[str] | None = None,
-) -> dict[str, dict]:
+) -> tuple[dict[str, dict], dict]:
     """find_specialists plus, per category: held-out AUROC with its bootstrap
     interval, the held-out score's interval, the permutation p-value of the
     held-out AUROC (the null repeats the whole search), the verdict, and, given
     each text's register, the leave-one-register-out AUROC
-    (`register_holdout`). Also, under the key "_count", the bootstrap interval
-    of the number of positive held-out scores."""
+    (`register_holdout`). Returns ({category: statistics}, counts): counts holds
+    the number of positive and of significant held-out specialists and the bootstrap
+    interval of the number positive."""
     spec = find_specialists(strength, labels, splits, categories)
     sp, lab = np.asarray(splits), np.asarray(labels)
     tr, ho = sp == "train", sp == "heldout"
@@ -350,12 +350,12 @@ def specialist_statistics(
         if c in loro:
             spec[c]["register_holdout"] = loro[c]
     counts = (boot > 0).sum(1)
-    spec["_count"] = {
+    count = {
         "positive": int((observed > 0).sum()),
         "significant": int(sum(spec[c]["significant"] for c in cats)),
         "positive_ci": [float(np.percentile(counts, 2.5)), float(np.percentile(counts, 97.5))],
     }
-    return spec
+    return spec, count
 
 
 def leave_one_register_out(

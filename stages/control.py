@@ -79,11 +79,9 @@ def main(args, params):
         strength = encode_sparse(sae, eacts).per_text_max(etable.text_index, len(etable.texts))
 
     texts = etable.texts
-    registers = [t.get("register", "") for t in texts]
-    spec = specialist_statistics(strength, [t["category"] for t in texts], [t["split"] for t in texts],
+    spec, count = specialist_statistics(strength, [t["category"] for t in texts], [t["split"] for t in texts],
                                  np.random.default_rng(params.seed), params.analysis.n_bootstrap, params.analysis.n_permutations,
                                  params.analysis.alpha, registers=None)
-    count = spec.pop("_count")
     # the trained model's specialists against the control's, on the same held-out texts (paired bootstrap)
     real_table = load_token_table(args.real_acts)
     if [t["id"] for t in real_table.texts] != [t["id"] for t in texts]:

@@ -96,8 +96,7 @@ def test_planted_specialist_is_significant_with_tight_interval():
     ft, ti, texts, _ = _planted_table()
     strength = ft.per_text_max(ti, len(texts))
     labels, splits = [t["category"] for t in texts], [t["split"] for t in texts]
-    spec = specialist_statistics(strength, labels, splits, np.random.default_rng(0), n_boot=300, n_perm=300)
-    count = spec.pop("_count")
+    spec, count = specialist_statistics(strength, labels, splits, np.random.default_rng(0), n_boot=300, n_perm=300)
     assert count == {"positive": 7, "significant": 7, "positive_ci": [7.0, 7.0]}
     for k, c in enumerate(CATEGORIES):
         v = spec[c]
@@ -122,8 +121,7 @@ def test_features_firing_at_random_fail_the_permutation_test():
     significant, n, train_scores = 0, 0, []
     for seed in range(20):
         strength, labels, splits = _random_strength(seed)
-        spec = specialist_statistics(strength, labels, splits, np.random.default_rng(seed), n_boot=100, n_perm=200)
-        spec.pop("_count")
+        spec, _ = specialist_statistics(strength, labels, splits, np.random.default_rng(seed), n_boot=100, n_perm=200)
         for v in spec.values():
             significant += v["significant"]
             train_scores.append(v["train_score"])
@@ -248,10 +246,10 @@ def test_leave_one_register_out_exposes_a_single_register_specialist():
     strength[(lab == "python") & (reg == "A"), 1] += 1.0  # fires on register A only
     strength[(lab == "python") & (reg == "B"), 2] += 1.0  # fires on register B only
     narrow = specialist_statistics(strength, labels, splits, np.random.default_rng(0), n_boot=50, n_perm=50,
-                                   categories=("python", "math"), registers=registers)["python"]["register_holdout"]
+                                   categories=("python", "math"), registers=registers)[0]["python"]["register_holdout"]
     assert set(narrow["by_register"]) == {"A", "B"} and narrow["by_register"]["A"]["n"] == 15
     assert narrow["min_auroc"] < 0.75  # the other register's feature does not carry over
     strength[lab == "python", 3] += 2.0  # fires on every python text, more strongly
     broad = specialist_statistics(strength, labels, splits, np.random.default_rng(0), n_boot=50, n_perm=50,
-                                  categories=("python", "math"), registers=registers)["python"]
+                                  categories=("python", "math"), registers=registers)[0]["python"]
     assert broad["register_holdout"]["min_auroc"] == 1.0 and broad["feature"] == 3 and broad["significant"]

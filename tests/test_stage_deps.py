@@ -50,7 +50,7 @@ def _copy_tracked(dst: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
 
 
-@pytest.mark.parametrize("module", ["sae_workbench/features.py", "sae_workbench/viz.py"])
+@pytest.mark.parametrize("module", ["sae_workbench/features.py", "sae_workbench/viz/highlight.py"])
 def test_editing_a_module_marks_exactly_the_stages_that_run_it(tmp_path, module):
     _copy_tracked(tmp_path)
     from dvc.repo import Repo

@@ -2,8 +2,9 @@
 model: edits land where intended and change exactly what they claim, the
 attribution is a correct first-order estimate, and the stage writes its results."""
 
-import importlib.util
 import json
+import subprocess
+import sys
 from itertools import pairwise
 
 import numpy as np
@@ -337,9 +338,6 @@ def test_bad_mode_is_one_line(tmp_path, tiny_gpt2):
 
 def test_stage_writes_metrics_and_results(tmp_path, minilm, trained_sae):
     """The stage end to end on a small copy of the inputs (3 texts per category)."""
-    spec = importlib.util.spec_from_file_location("steer_stage", ROOT / "stages/steer.py")
-    steer_stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(steer_stage)
     r, sae, _ = trained_sae
     texts = []
     for c in sorted({t.category for t in _texts()}):
@@ -364,7 +362,9 @@ def test_stage_writes_metrics_and_results(tmp_path, minilm, trained_sae):
     out, met = tmp_path / "results.json", tmp_path / "steer.json"
     argv = ["--params", str(tmp_path / "params.yaml"), "--texts", str(tmp_path / "eval.jsonl"), "--analysis", str(tmp_path / "analysis"),
             "--saes", str(tmp_path / "saes"), "--features", str(tmp_path / "features"), "--metrics", str(met), "--out", str(out)]
-    steer_stage.main(argv)
+    run = lambda: subprocess.run([sys.executable, str(ROOT / "stages/steer.py"), *argv], cwd=ROOT, capture_output=True, text=True)
+    done = run()
+    assert done.returncode == 0, done.stderr[-3000:]
     m, res = json.loads(met.read_text()), json.loads(out.read_text())
     assert {"feature", "target_similarity", "target_similarity_slope", "nearest_target_frac", "drift_at_max_coef",
             "best_coefficient", "ablation", "attribution_specialist_rank"} <= set(m)
@@ -382,6 +382,7 @@ def test_stage_writes_metrics_and_results(tmp_path, minilm, trained_sae):
         assert pf["feature"] == specs[c]["feature"] and len(pf["similarity"][c]) == 3
     raw["steer"]["attribution_text"] = "no-such-text"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(SystemExit) as e:
-        steer_stage.main(argv)
-    assert e.value.code == 2
+    before = out.read_bytes()
+    bad = run()
+    assert bad.returncode == 2 and bad.stderr.startswith("error: steer.attribution_text 'no-such-text' is not a text id in ")
+    assert bad.stderr.count("\n") == 1 and out.read_bytes() == before

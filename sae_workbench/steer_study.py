@@ -1,0 +1,121 @@
+"""Does the steer.category specialist cause what it detects? The steering study
+behind stages/steer.py: steering sweeps, ablation and attribution of one hook's
+specialists, with the measures the model's kind defines.
+
+    result, metrics = steer_study(handle, sae, specs, texts, cfg, kind, features_path, seed, max_tokens)
+
+Definitions of every measure: `causal_lm` (causal LMs), `encoder` (encoders),
+`steering` (ablation, attribution); `kinds.ModelKind` picks.
+- steering sweep of cfg.coefficients (x the feature's max activation) in
+  cfg.mode (and the other mode too if cfg.both_modes), every other category's
+  specialist too if cfg.all_specialists;
+- ablation of every category's specialist and of a frequency-matched random control;
+- act x grad attribution of one text's output metric to the SAE features.
+Returns (result: everything, for data/steer/results.json; metrics: headline numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .config import CATEGORIES, SteerConfig
+from .features import load_features
+from .interventions import MODES, slope
+from .steering import ablation_roles, ablation_study, ablation_subsets, feature_attribution
+
+
+def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, features_path: str | Path, seed: int,
+                max_tokens: int) -> tuple[dict, dict]:
+    """The study (module docstring); specs: the hook's specialists (data/analysis/<hook>.json)."""
+    if cfg.category not in specs:
+        raise ValueError(f"the analysis of {cfg.hook} has no {cfg.category} specialist: re-run dvc repro")
+    feature, max_act = int(specs[cfg.category]["feature"]), float(specs[cfg.category]["max_act"])
+    if max_act <= 0:
+        raise ValueError(f"the {cfg.category} specialist at {cfg.hook} never fires on the evaluation texts: nothing to steer")
+    coefs = sorted(cfg.coefficients)
+    modes = [cfg.mode] + ([m for m in MODES if m != cfg.mode] if cfg.both_modes else [])
+    result = {"hook": cfg.hook, "category": cfg.category, "feature": feature, "max_act": max_act, "mode": cfg.mode, "coefficients": coefs}
+    metrics = {"feature": feature, "mode": cfg.mode}
+
+    # steering, as the model's kind does it (generation or embedding drift)
+    ctx = kind.steering_context(handle, texts, cfg, max_tokens)
+    tok, held = ctx.tokenize, ctx.held
+    sweeps = {m: kind.sweep(handle, sae, feature, cfg.hook, max_act, coefs, ctx, cfg.category, m, cfg)
+              for m in tqdm(modes, desc=f"steer {cfg.category} feature {feature}", unit="mode")}
+    g = sweeps[cfg.mode]
+    res_fields, met_fields = kind.headline(g, coefs, ctx, cfg.category, cfg)
+    result.update(res_fields)
+    metrics.update(met_fields)
+    result.update(best_coefficient=g.best_coefficient, best_rule=g.best_rule, sweeps={m: asdict(s) for m, s in sweeps.items()})
+    metrics["best_coefficient"] = g.best_coefficient
+
+    def judged(r):
+        """Slope of the independent classifier's P(category) over coefficients, where the kind has one."""
+        probs = getattr(r, "classifier_prob", None)
+        return {"classifier_slope": slope(coefs, probs)} if probs and not any(np.isnan(probs)) else {}
+
+    # one curve per feature: every other category's specialist, towards its own category
+    if cfg.all_specialists:
+        per_feature = {}
+        for c in tqdm(CATEGORIES, desc="steer every specialist", unit="feature"):
+            f, m = int(specs[c]["feature"]), float(specs[c]["max_act"])
+            if c == cfg.category or m <= 0:
+                continue
+            r = kind.sweep(handle, sae, f, cfg.hook, m, coefs, ctx, c, cfg.mode, cfg)
+            per_feature[c] = {"feature": f, "max_act": m, "significant": specs[c].get("significant"), **asdict(r)}
+            metrics.setdefault("per_feature", {})[c] = {"feature": f, "slope": slope(coefs, kind.curve(r, c)), **judged(r), "best_coefficient": r.best_coefficient}
+        per_feature[cfg.category] = {"feature": feature, "max_act": max_act, "significant": specs[cfg.category].get("significant"), **asdict(g)}
+        own = kind.curve(g, cfg.category)
+        metrics.setdefault("per_feature", {})[cfg.category] = {"feature": feature, "slope": slope(coefs, own), **judged(g), "best_coefficient": g.best_coefficient}
+        result["per_feature"] = {c: per_feature[c] for c in CATEGORIES if c in per_feature}
+        metrics["per_feature"] = {c: metrics["per_feature"][c] for c in CATEGORIES if c in metrics["per_feature"]}
+
+    # ablation: every specialist of the hook, and a frequency-matched random control
+    labels = [t.category for t in held]
+    if cfg.ablation:
+        ft = load_features(features_path)
+        if ft.d_sae != int(sae.cfg.d_sae):
+            raise ValueError(f"{features_path} has d_sae {ft.d_sae} but the SAE has {sae.cfg.d_sae}: re-run dvc repro")
+        freq = np.bincount(ft.feature, minlength=ft.d_sae) / max(1, ft.n_rows)
+        rng = np.random.default_rng(seed)
+        chosen = {c: int(specs[c]["feature"]) for c in CATEGORIES if c in specs}
+        roles = ablation_roles(chosen, freq, rng, cfg.control_candidates)
+        scores = kind.ablation_scores(handle, [tok(t) for t in held], labels, ctx)
+        abl = ablation_study(scores, sae, cfg.hook, roles, labels, accuracy=kind.ablation_accuracy,
+                             subsets=ablation_subsets(labels, cfg.ablation_texts))
+        for c, r in abl.items():
+            for role in r.values():
+                role["frequency"] = float(freq[role["feature"]])
+            r["specialist"]["significant"] = specs[c].get("significant")
+        result["ablation"] = {"score": kind.ablation_score, "drop": "mean over the category's scored held-out texts of score(clean) - score(ablated)",
+                              "texts_per_category": cfg.ablation_texts,
+                              "texts": [t.id for t in held], "categories": abl}
+        metrics["ablation"] = {c: {"specialist_drop": r["specialist"]["drop"], "control_drop": r["control"]["drop"]} for c, r in abl.items()}
+
+    # attribution
+    pick = cfg.attribution_text or next((t.id for t in held if t.category == cfg.category), "")
+    text = next((t for t in texts if t.id == pick), None)
+    if text is None:
+        raise ValueError(f"steer.attribution_text {pick!r} is not a text id of the evaluation texts")
+    metric, metric_name = kind.attribution_metric(ctx, text.category)
+    att = feature_attribution(handle, sae, cfg.hook, tok(text), metric, cfg.attribution_top, 3, (feature,))
+    att.update(text_id=text.id, category=text.category, text=text.text, metric_name=metric_name)
+    result["attribution"] = att
+    metrics["attribution_specialist_rank"] = next(p["rank"] for p in att["per_token"] if p["feature"] == feature)
+
+    return result, metrics
+
+
+def rounded(obj, nd=6):
+    """Floats rounded to nd decimals, recursively (stable, readable JSON)."""
+    if isinstance(obj, float):
+        return round(obj, nd)
+    if isinstance(obj, dict):
+        return {k: rounded(v, nd) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, nd) for v in obj]
+    return obj
