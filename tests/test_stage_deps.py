@@ -64,9 +64,11 @@ def test_editing_a_module_marks_exactly_the_stages_that_run_it(tmp_path, module)
     r = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     status = json.loads(r.stdout)
+    covers = lambda dep: module == dep or module.startswith(dep.rstrip("/") + "/")  # the file, or a directory dep holding it
     marked = {
         stage for stage, changes in status.items()
-        for ch in changes if isinstance(ch, dict) and ch.get("changed deps", {}).get(module) == "modified"
+        for ch in changes if isinstance(ch, dict)
+        for dep, how in ch.get("changed deps", {}).items() if how == "modified" and covers(dep)
     }
     assert marked == expected
 
