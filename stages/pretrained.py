@@ -39,8 +39,14 @@ def args(p):
 @stage(args)
 def main(args, params):
     """Side-by-side metrics of the custom and the pre-trained SAE of each covered hook."""
+    if not params.model.sae_release:
+        why = f"the {params.model_key} profile names no pre-trained SAE release (profiles.{params.model_key}.sae_release)"
+        write_json(args.metrics, {"release": None, "sae_id": None, "available": False, "reason": why,
+                                  "hooks": {h: {"available": False, "reason": why} for h in params.hooks}})
+        print(f"pretrained: {why}")
+        return
     profile = dataclasses.replace(params.model, sae_source="pretrained")
-    out = {"release": profile.sae_release, "sae_id": profile.sae_id if profile.sae_release else None, "hooks": {}}
+    out = {"release": profile.sae_release, "sae_id": profile.sae_id, "hooks": {}}
     covered = []
     for h in params.hooks:
         try:
