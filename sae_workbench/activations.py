@@ -31,7 +31,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .data import Text, atomic_write_text
+from .atomic import atomic_file, write_text
+from .data import Text
 from .models import ModelHandle, TokenizedText
 
 
@@ -94,7 +95,7 @@ def extract_activations(
     name = handle.profile.name
     for h in hooks:
         acts = torch.cat(per_text[h]) if per_text[h] else torch.zeros(0, handle.d_model)
-        save_tensors_atomic(
+        save_tensors(
             out_dir / f"{h}.safetensors",
             {
                 "acts": acts.contiguous(),
@@ -103,7 +104,7 @@ def extract_activations(
             },
             {"hook": h, "model": name},
         )
-    atomic_write_text(
+    write_text(
         out_dir / "tokens.json",
         json.dumps({"model": name, "hooks": hooks, "max_tokens": max_tokens, "texts": records}, ensure_ascii=False),
     )
@@ -145,18 +146,12 @@ def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
-def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """safetensors file written atomically. The metadata goes in as one JSON
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """safetensors file, written atomically. The metadata goes in as one JSON
     string under "json": safetensors orders several keys at random, which would
     change the file's hash (and DVC's) from run to run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         save_file(tensors, str(tmp), metadata={"json": json.dumps(metadata, sort_keys=True)})
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_token_table(act_dir: str | Path) -> TokenTable:

@@ -21,10 +21,113 @@ Definitions (n = kept tokens, i.e. special tokens excluded):
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+
 import numpy as np
 
 from .config import CATEGORIES
 from .features import FeatureTable
+
+NAN = float("nan")
+
+
+@dataclass
+class Specialist:
+    """One category's specialist feature: selected on the train texts
+    (find_specialists), measured on the held-out texts (specialist_statistics)."""
+
+    feature: int
+    train_score: float
+    train_auroc: float
+    heldout_score: float
+    mean_in_heldout: float
+    heldout_auroc: float = NAN
+    auroc_ci_low: float = NAN
+    auroc_ci_high: float = NAN
+    ci_low: float = NAN
+    """Bootstrap 95% interval of the held-out score (ci_low, ci_high)."""
+    ci_high: float = NAN
+    p_value: float = NAN
+    """Permutation p-value of the held-out AUROC, the null repeating the whole search."""
+    significant: bool = False
+    """p_value < alpha and auroc_ci_low > 0.5."""
+    register_holdout: dict | None = None
+    """leave_one_register_out's entry for the category, when texts have registers."""
+    max_act: float | None = None
+    """Strongest activation of the feature on any evaluation token (analyze_hook)."""
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class SpecialistCount:
+    """How many of the categories' specialists are positive / significant on the held-out texts."""
+
+    positive: int
+    significant: int
+    positive_ci: list[float]
+    """Bootstrap 95% interval of the number positive."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class HookAnalysis:
+    """Everything analyze_hook measures on one hook: `to_json()` is the report's
+    data/analysis/<hook>.json, `metrics_json()` the numbers for `dvc metrics`."""
+
+    rankings: dict[str, list[dict]]
+    specialists: dict[str, Specialist]
+    count: SpecialistCount
+    score_matrix: dict[str, list[float]]
+    """score_matrix[c][j]: held-out score for category c of category j's specialist."""
+    coactivation: list[dict]
+    cards: dict[str, dict]
+    neuronpedia: str | None
+    summary: dict = field(default_factory=dict)
+    """Token-level numbers: n_tokens, L0, alive features, coverage, ..."""
+
+    def to_json(self) -> dict:
+        return {
+            "rankings": self.rankings,
+            "specialists": {c: s.to_json() for c, s in self.specialists.items()},
+            "specialist_count": self.count.to_json(),
+            "specialist_score_matrix": self.score_matrix,
+            "coactivation": self.coactivation,
+            "cards": self.cards,
+            "neuronpedia": self.neuronpedia,
+        }
+
+    def metrics_json(self) -> dict:
+        r6 = lambda x: round(float(x), 6)  # noqa: E731
+        spec = self.specialists
+        return {
+            **self.summary,
+            "specialists_heldout_positive": self.count.positive,
+            "specialists_heldout_positive_ci_low": self.count.positive_ci[0],
+            "specialists_heldout_positive_ci_high": self.count.positive_ci[1],
+            "specialists_significant": self.count.significant,
+            "mean_heldout_auroc": r6(np.mean([v.heldout_auroc for v in spec.values()])),
+            "specialists": {
+                c: {
+                    "feature": v.feature,
+                    "train_score": r6(v.train_score),
+                    "heldout_score": r6(v.heldout_score),
+                    "ci_low": r6(v.ci_low),
+                    "ci_high": r6(v.ci_high),
+                    "heldout_auroc": r6(v.heldout_auroc),
+                    "auroc_ci_low": r6(v.auroc_ci_low),
+                    "auroc_ci_high": r6(v.auroc_ci_high),
+                    "p_value": r6(v.p_value),
+                    "significant": v.significant,
+                    **({"register_holdout_auroc": r6(v.register_holdout["mean_auroc"]),
+                        "register_holdout_min_auroc": r6(v.register_holdout["min_auroc"])} if v.register_holdout else {}),
+                }
+                for c, v in spec.items()
+            },
+        }
 
 
 def feature_stats(ft: FeatureTable) -> dict[str, np.ndarray]:
@@ -69,7 +172,7 @@ def specialist_scores(strength: np.ndarray, labels: list[str], category: str) ->
 
 def find_specialists(
     strength: np.ndarray, labels: list[str], splits: list[str], categories=CATEGORIES
-) -> dict[str, dict]:
+) -> dict[str, Specialist]:
     """Per category: the feature whose strongest activation per text best
     separates the category's train texts from the others (train AUROC; ties
     broken by the specialist score), with its score and AUROC on the held-out split."""
@@ -89,13 +192,13 @@ def find_specialists(
     for j, c in enumerate(cats):
         f = int(feats[j])
         s_ho = specialist_scores(strength[ho][:, [f]], list(lab[ho]), c)[0] if ho.any() else float("nan")
-        out[c] = {
-            "feature": f,
-            "train_score": float(sc_tr[j, j]),
-            "train_auroc": float(auc_tr[j, j]),
-            "heldout_score": float(s_ho),
-            "mean_in_heldout": float(strength[ho & (lab == c), f].mean()) if (ho & (lab == c)).any() else float("nan"),
-        }
+        out[c] = Specialist(
+            feature=f,
+            train_score=float(sc_tr[j, j]),
+            train_auroc=float(auc_tr[j, j]),
+            heldout_score=float(s_ho),
+            mean_in_heldout=float(strength[ho & (lab == c), f].mean()) if (ho & (lab == c)).any() else NAN,
+        )
     return out
 
 
@@ -106,13 +209,12 @@ def analyze_hook(
     cfg,
     rng: np.random.Generator,
     unembed: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
-) -> tuple[dict, dict]:
+) -> HookAnalysis:
     """All per-hook analyses of the labelled texts.
 
     table: the activation set's TokenTable (texts, text_index, position);
     cfg: AnalysisConfig; unembed: (W_dec [d_sae, d], W_U [d, vocab], vocab) for
-    models with an LM head, else None. Returns (metrics: numbers for DVC,
-    details: rankings, specialists, co-activation and feature cards for the report)."""
+    models with an LM head, else None."""
     texts, text_index = table.texts, table.text_index
     n_texts = len(texts)
     stats = feature_stats(ft)
@@ -126,7 +228,7 @@ def analyze_hook(
         registers=registers if any(registers) else None,
     )
     for v in specialists.values():
-        v["max_act"] = float(stats["max_act"][v["feature"]])
+        v.max_act = float(stats["max_act"][v.feature])
 
     l0_tok = np.bincount(ft.row, minlength=ft.n_rows)
     l0_text = (strength > 0).sum(1)
@@ -155,7 +257,7 @@ def analyze_hook(
     # score_matrix[c][j]: held-out score for category c of category j's specialist
     ho = np.asarray(splits) == "heldout"
     ho_labels = [lab for lab, s in zip(labels, splits) if s == "heldout"]
-    spec_feats = [specialists[c]["feature"] for c in CATEGORIES]
+    spec_feats = [specialists[c].feature for c in CATEGORIES]
     score_matrix = {c: specialist_scores(strength[ho][:, spec_feats], ho_labels, c).tolist() for c in CATEGORIES}
 
     card_feats = list(dict.fromkeys(spec_feats + rank["strongest"][: cfg.card_strongest]))
@@ -167,17 +269,8 @@ def analyze_hook(
             card["logit_effects"] = logit_effects(W_dec[f], W_U, vocab, cfg.card_top_tokens)
         cards[str(f)] = card
     pairs = coactivation(ft, cfg.coact_min_tokens, cfg.top_k)
-    details = {
-        "rankings": {k: [describe(f) for f in v] for k, v in rank.items()},
-        "specialists": specialists,
-        "specialist_count": count,
-        "specialist_score_matrix": score_matrix,
-        "coactivation": pairs,
-        "cards": cards,
-        "neuronpedia": ft.neuronpedia,
-    }
     r6 = lambda x: round(float(x), 6)  # noqa: E731
-    metrics = {
+    summary = {
         "n_tokens": int(ft.n_rows),
         "n_texts": n_texts,
         "d_sae": int(ft.d_sae),
@@ -190,30 +283,17 @@ def analyze_hook(
         "top_frequency": r6(stats["frequency"].max()),
         "top_coactivation_jaccard": r6(pairs[0]["jaccard"]) if pairs else 0.0,
         "coverage_top_frequent": {k: r6(v) for k, v in coverage(stats, ft).items()},
-        "specialists_heldout_positive": count["positive"],
-        "specialists_heldout_positive_ci_low": count["positive_ci"][0],
-        "specialists_heldout_positive_ci_high": count["positive_ci"][1],
-        "specialists_significant": count["significant"],
-        "mean_heldout_auroc": r6(np.mean([v["heldout_auroc"] for v in specialists.values()])),
-        "specialists": {
-            c: {
-                "feature": v["feature"],
-                "train_score": r6(v["train_score"]),
-                "heldout_score": r6(v["heldout_score"]),
-                "ci_low": r6(v["ci_low"]),
-                "ci_high": r6(v["ci_high"]),
-                "heldout_auroc": r6(v["heldout_auroc"]),
-                "auroc_ci_low": r6(v["auroc_ci_low"]),
-                "auroc_ci_high": r6(v["auroc_ci_high"]),
-                "p_value": r6(v["p_value"]),
-                "significant": v["significant"],
-                **({"register_holdout_auroc": r6(v["register_holdout"]["mean_auroc"]),
-                    "register_holdout_min_auroc": r6(v["register_holdout"]["min_auroc"])} if "register_holdout" in v else {}),
-            }
-            for c, v in specialists.items()
-        },
     }
-    return metrics, details
+    return HookAnalysis(
+        rankings={k: [describe(f) for f in v] for k, v in rank.items()},
+        specialists=specialists,
+        count=count,
+        score_matrix=score_matrix,
+        coactivation=pairs,
+        cards=cards,
+        neuronpedia=ft.neuronpedia,
+        summary=summary,
+    )
 
 
 # ---------------------------------------------------------------- statistics
@@ -295,21 +375,19 @@ def specialist_statistics(
     alpha: float = 0.05,
     categories=CATEGORIES,
     registers: list[str] | None = None,
-) -> tuple[dict[str, dict], dict]:
+) -> tuple[dict[str, Specialist], SpecialistCount]:
     """find_specialists plus, per category: held-out AUROC with its bootstrap
     interval, the held-out score's interval, the permutation p-value of the
     held-out AUROC (the null repeats the whole search), the verdict, and, given
     each text's register, the leave-one-register-out AUROC
-    (`register_holdout`). Returns ({category: statistics}, counts): counts holds
-    the number of positive and of significant held-out specialists and the bootstrap
-    interval of the number positive."""
+    (`register_holdout`). Returns ({category: Specialist}, SpecialistCount)."""
     spec = find_specialists(strength, labels, splits, categories)
     sp, lab = np.asarray(splits), np.asarray(labels)
     tr, ho = sp == "train", sp == "heldout"
     S_tr, S_ho = strength[tr].astype(np.float64), strength[ho].astype(np.float64)
     lab_tr, lab_ho = lab[tr], lab[ho]
     cats = list(categories)
-    feats = np.array([spec[c]["feature"] for c in cats])
+    feats = np.array([spec[c].feature for c in cats])
     R_tr, R_ho = column_ranks(S_tr), column_ranks(S_ho)
 
     # bootstrap: resample held-out texts within each category
@@ -325,7 +403,7 @@ def specialist_statistics(
 
     # permutation: shuffle labels within each split, redo the selection, score the held-out AUROC
     observed_auc = np.diag(_category_aurocs(R_ho[:, feats], _onehot(lab_ho, cats)))
-    observed = np.array([spec[c]["heldout_score"] for c in cats])
+    observed = np.array([spec[c].heldout_score for c in cats])
     exceed = np.zeros(len(cats))
     for _ in range(n_perm):
         Ytr, Yho = _onehot(rng.permutation(lab_tr), cats), _onehot(rng.permutation(lab_ho), cats)
@@ -338,23 +416,17 @@ def specialist_statistics(
     for j, c in enumerate(cats):
         lo, hi = np.percentile(boot[:, j], [2.5, 97.5])
         alo, ahi = np.percentile(boot_auc[:, j], [2.5, 97.5])
-        spec[c].update(
-            heldout_auroc=float(observed_auc[j]),
-            auroc_ci_low=float(alo),
-            auroc_ci_high=float(ahi),
-            ci_low=float(lo),
-            ci_high=float(hi),
-            p_value=float(pvals[j]),
-            significant=bool(pvals[j] < alpha and alo > 0.5),
-        )
-        if c in loro:
-            spec[c]["register_holdout"] = loro[c]
+        s = spec[c]
+        s.heldout_auroc, s.auroc_ci_low, s.auroc_ci_high = float(observed_auc[j]), float(alo), float(ahi)
+        s.ci_low, s.ci_high, s.p_value = float(lo), float(hi), float(pvals[j])
+        s.significant = bool(pvals[j] < alpha and alo > 0.5)
+        s.register_holdout = loro.get(c)
     counts = (boot > 0).sum(1)
-    count = {
-        "positive": int((observed > 0).sum()),
-        "significant": int(sum(spec[c]["significant"] for c in cats)),
-        "positive_ci": [float(np.percentile(counts, 2.5)), float(np.percentile(counts, 97.5))],
-    }
+    count = SpecialistCount(
+        positive=int((observed > 0).sum()),
+        significant=int(sum(spec[c].significant for c in cats)),
+        positive_ci=[float(np.percentile(counts, 2.5)), float(np.percentile(counts, 97.5))],
+    )
     return spec, count
 
 

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from .config import Params, load_params
-from .data import atomic_write_text
+from .atomic import write_text
 from .models import ModelUnavailable
 
 
 def write_json(path: str | Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def read_json(path: str | Path):

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import random
 import re
 import sysconfig
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_text
 from .config import CATEGORIES, DataConfig
 
 MAX_TEXT_CHARS = 20_000
@@ -40,26 +39,6 @@ class Text:
     """Provenance and licence (labelled texts only), e.g. 'written here'."""
 
 
-def atomic_write_text(path: str | Path, content: str) -> None:
-    """Write a UTF-8 text file so that readers never see a half-written version."""
-    atomic_write_bytes(path, content.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str | Path, content: bytes) -> None:
-    """Write a file so that readers never see a half-written version."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _record(t: Text) -> dict:
     """JSON record of a text: register and source only when set, text last."""
     rec = {"id": t.id, "category": t.category, "split": t.split}
@@ -69,7 +48,7 @@ def _record(t: Text) -> dict:
 
 
 def write_texts(path: str | Path, texts: list[Text]) -> None:
-    atomic_write_text(path, "".join(json.dumps(_record(t), ensure_ascii=False) + "\n" for t in texts))
+    write_text(path, "".join(json.dumps(_record(t), ensure_ascii=False) + "\n" for t in texts))
 
 
 def read_texts(path: str | Path) -> list[Text]:

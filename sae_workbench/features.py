@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .activations import save_tensors_atomic
+from .activations import save_tensors
 
 
 @dataclass
@@ -67,7 +67,7 @@ def encode_sparse(sae, acts: torch.Tensor, batch: int = 4096) -> FeatureTable:
 
 
 def save_features(path: str | Path, table: FeatureTable, hook: str, sae_source: str) -> None:
-    save_tensors_atomic(
+    save_tensors(
         Path(path),
         {
             "row": torch.from_numpy(table.row),

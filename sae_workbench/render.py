@@ -45,7 +45,7 @@ from typing import NamedTuple
 import nbformat
 import yaml
 
-from .data import atomic_write_bytes, atomic_write_text
+from .atomic import atomic_dir, write_bytes, write_text
 from .viz import PLOTLY_MARKER, code_fence, raw_block
 
 FILTER = Path(__file__).with_name("report_filter.lua")
@@ -119,7 +119,6 @@ def write_chapters(report_dir: Path, hooks: list[str] | None = None) -> list[str
     notebooks) and the PDF's font directories (FONT_PACKAGES, where this
     machine installed them). Hook chapters in the order of `hooks` (default:
     params.yaml's beside report_dir). Written only if it changed; returns the chapters."""
-    executed = report_dir / "executed"
     hooks = _params_hooks(report_dir) if hooks is None else hooks
     nbs = check_chapters(report_dir, hooks)
     chapters = (["index.qmd"] if (report_dir / "index.qmd").exists() else []) + [p.relative_to(report_dir).as_posix() for p in nbs]
@@ -130,7 +129,7 @@ def write_chapters(report_dir: Path, hooks: list[str] | None = None) -> list[str
     )
     path = report_dir / CHAPTERS_FILE
     if not path.exists() or path.read_text() != text:
-        atomic_write_text(path, text)
+        write_text(path, text)
     return chapters
 
 
@@ -304,7 +303,7 @@ def render_html(chapters: list[Path], out_html: Path, title: str, filters: list[
         filters=filters,
     )
     html = html.replace("</head>", REPORT_CSS + "\n</head>", 1)
-    atomic_write_text(out_html, html)
+    write_text(out_html, html)
     return out_html
 
 
@@ -353,7 +352,7 @@ def render_pdf(chapters: list[Path], out_pdf: Path, title: str, papersize: str |
         (tmp / "report.typ").write_text(typ, encoding="utf-8")
         epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))  # fixed date: same input, same PDF
         pdf = typst.compile(str(tmp / "report.typ"), root=str(tmp), ignore_system_fonts=True, font_paths=font_dirs(), timestamp=epoch)
-    atomic_write_bytes(out_pdf, pdf)
+    write_bytes(out_pdf, pdf)
     return out_pdf
 
 
@@ -437,20 +436,6 @@ def quarto_error_line(log: str, work: Path) -> str:
     return f"quarto render failed in chapter {chapter}: {cause}" if chapter else f"quarto render failed: {cause}"
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Put a copy of directory src at dst, replacing dst: a reader sees the old
-    directory or the new one, never a half-copied one."""
-    new = dst.with_name(f".{dst.name}.new")
-    old = dst.with_name(f".{dst.name}.old")
-    for d in (new, old):
-        shutil.rmtree(d, ignore_errors=True)
-    shutil.copytree(src, new)
-    if dst.exists():
-        dst.rename(old)
-    new.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def render_with_quarto(work: Path, quarto: str) -> None:
     """`quarto render` of the book in `work` (every format of _quarto.yml: HTML
     and Typst PDF); RenderError with one line if it fails or writes no output."""
@@ -485,7 +470,8 @@ def render(report_dir: str | Path = "report", force_fallback: bool = False) -> R
             render_with_quarto(work, quarto)
         else:
             render_with_pandoc(work, work / "_output" / "index.html", work / "_output" / "report.pdf")
-        _replace_dir(work / "_output", report_dir / "_output")
+        with atomic_dir(report_dir / "_output") as new:  # a reader sees the old report or the new one
+            shutil.copytree(work / "_output", new, dirs_exist_ok=True)
         write_chapters(report_dir, hooks)
     return Rendered(report_dir / "_output" / "index.html", report_dir / "_output" / "report.pdf")
 

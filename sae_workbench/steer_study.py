@@ -2,7 +2,9 @@
 behind stages/steer.py: steering sweeps, ablation and attribution of one hook's
 specialists, with the measures the model's kind defines.
 
-    result, metrics = steer_study(handle, sae, specs, texts, cfg, kind, features_path, seed, max_tokens)
+    study = steer_study(handle, sae, specs, texts, cfg, kind, features_path, seed, max_tokens)
+    study.to_json()       # everything, for data/steer/results.json
+    study.metrics_json()  # headline numbers, for metrics/steer.json
 
 Definitions of every measure: `causal_lm` (causal LMs), `encoder` (encoders),
 `steering` (ablation, attribution); `kinds.ModelKind` picks.
@@ -11,12 +13,12 @@ Definitions of every measure: `causal_lm` (causal LMs), `encoder` (encoders),
   specialist too if cfg.all_specialists;
 - ablation of every category's specialist and of a frequency-matched random control;
 - act x grad attribution of one text's output metric to the SAE features.
-Returns (result: everything, for data/steer/results.json; metrics: headline numbers).
+Returns a SteerStudy.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,56 @@ from .interventions import MODES, slope
 from .steering import ablation_roles, ablation_study, ablation_subsets, feature_attribution
 
 
+@dataclass
+class SteerStudy:
+    """What steer_study measured. Sweeps are the kind's sweep results (one per
+    mode); the kind-specific headline numbers sit in `headline` (results file)
+    and `headline_metrics` (metrics file)."""
+
+    hook: str
+    category: str
+    feature: int
+    max_act: float
+    mode: str
+    coefficients: list[float]
+    headline: dict
+    headline_metrics: dict
+    best_coefficient: float
+    best_rule: str
+    sweeps: dict
+    attribution: dict
+    attribution_specialist_rank: int
+    per_feature: dict | None = None
+    """Every other specialist steered towards its own category (steer.all_specialists)."""
+    per_feature_metrics: dict | None = None
+    ablation: dict | None = None
+    """Specialists and frequency-matched controls ablated (steer.ablation)."""
+    ablation_metrics: dict | None = field(default=None)
+
+    def to_json(self) -> dict:
+        out = {"hook": self.hook, "category": self.category, "feature": self.feature, "max_act": self.max_act,
+               "mode": self.mode, "coefficients": self.coefficients, **self.headline,
+               "best_coefficient": self.best_coefficient, "best_rule": self.best_rule,
+               "sweeps": {m: asdict(s) for m, s in self.sweeps.items()}}
+        if self.per_feature is not None:
+            out["per_feature"] = self.per_feature
+        if self.ablation is not None:
+            out["ablation"] = self.ablation
+        out["attribution"] = self.attribution
+        return rounded(out)
+
+    def metrics_json(self) -> dict:
+        out = {"feature": self.feature, "mode": self.mode, **self.headline_metrics, "best_coefficient": self.best_coefficient}
+        if self.per_feature_metrics is not None:
+            out["per_feature"] = self.per_feature_metrics
+        if self.ablation_metrics is not None:
+            out["ablation"] = self.ablation_metrics
+        out["attribution_specialist_rank"] = self.attribution_specialist_rank
+        return rounded(out)
+
+
 def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, features_path: str | Path, seed: int,
-                max_tokens: int) -> tuple[dict, dict]:
+                max_tokens: int) -> SteerStudy:
     """The study (module docstring); specs: the hook's specialists (data/analysis/<hook>.json)."""
     if cfg.category not in specs:
         raise ValueError(f"the analysis of {cfg.hook} has no {cfg.category} specialist: re-run dvc repro")
@@ -38,8 +88,6 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
         raise ValueError(f"the {cfg.category} specialist at {cfg.hook} never fires on the evaluation texts: nothing to steer")
     coefs = sorted(cfg.coefficients)
     modes = [cfg.mode] + ([m for m in MODES if m != cfg.mode] if cfg.both_modes else [])
-    result = {"hook": cfg.hook, "category": cfg.category, "feature": feature, "max_act": max_act, "mode": cfg.mode, "coefficients": coefs}
-    metrics = {"feature": feature, "mode": cfg.mode}
 
     # steering, as the model's kind does it (generation or embedding drift)
     ctx = kind.steering_context(handle, texts, cfg, max_tokens)
@@ -48,10 +96,7 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
               for m in tqdm(modes, desc=f"steer {cfg.category} feature {feature}", unit="mode")}
     g = sweeps[cfg.mode]
     res_fields, met_fields = kind.headline(g, coefs, ctx, cfg.category, cfg)
-    result.update(res_fields)
-    metrics.update(met_fields)
-    result.update(best_coefficient=g.best_coefficient, best_rule=g.best_rule, sweeps={m: asdict(s) for m, s in sweeps.items()})
-    metrics["best_coefficient"] = g.best_coefficient
+    per_feature = per_feature_metrics = abl_result = abl_metrics = None
 
     def judged(r):
         """Slope of the independent classifier's P(category) over coefficients, where the kind has one."""
@@ -60,19 +105,19 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
 
     # one curve per feature: every other category's specialist, towards its own category
     if cfg.all_specialists:
-        per_feature = {}
+        per_feature, per_feature_metrics = {}, {}
         for c in tqdm(CATEGORIES, desc="steer every specialist", unit="feature"):
             f, m = int(specs[c]["feature"]), float(specs[c]["max_act"])
             if c == cfg.category or m <= 0:
                 continue
             r = kind.sweep(handle, sae, f, cfg.hook, m, coefs, ctx, c, cfg.mode, cfg)
             per_feature[c] = {"feature": f, "max_act": m, "significant": specs[c].get("significant"), **asdict(r)}
-            metrics.setdefault("per_feature", {})[c] = {"feature": f, "slope": slope(coefs, kind.curve(r, c)), **judged(r), "best_coefficient": r.best_coefficient}
+            per_feature_metrics[c] = {"feature": f, "slope": slope(coefs, kind.curve(r, c)), **judged(r), "best_coefficient": r.best_coefficient}
         per_feature[cfg.category] = {"feature": feature, "max_act": max_act, "significant": specs[cfg.category].get("significant"), **asdict(g)}
         own = kind.curve(g, cfg.category)
-        metrics.setdefault("per_feature", {})[cfg.category] = {"feature": feature, "slope": slope(coefs, own), **judged(g), "best_coefficient": g.best_coefficient}
-        result["per_feature"] = {c: per_feature[c] for c in CATEGORIES if c in per_feature}
-        metrics["per_feature"] = {c: metrics["per_feature"][c] for c in CATEGORIES if c in metrics["per_feature"]}
+        per_feature_metrics[cfg.category] = {"feature": feature, "slope": slope(coefs, own), **judged(g), "best_coefficient": g.best_coefficient}
+        per_feature = {c: per_feature[c] for c in CATEGORIES if c in per_feature}
+        per_feature_metrics = {c: per_feature_metrics[c] for c in CATEGORIES if c in per_feature_metrics}
 
     # ablation: every specialist of the hook, and a frequency-matched random control
     labels = [t.category for t in held]
@@ -91,10 +136,9 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
             for role in r.values():
                 role["frequency"] = float(freq[role["feature"]])
             r["specialist"]["significant"] = specs[c].get("significant")
-        result["ablation"] = {"score": kind.ablation_score, "drop": "mean over the category's scored held-out texts of score(clean) - score(ablated)",
-                              "texts_per_category": cfg.ablation_texts,
-                              "texts": [t.id for t in held], "categories": abl}
-        metrics["ablation"] = {c: {"specialist_drop": r["specialist"]["drop"], "control_drop": r["control"]["drop"]} for c, r in abl.items()}
+        abl_result = {"score": kind.ablation_score, "drop": "mean over the category's scored held-out texts of score(clean) - score(ablated)",
+                      "texts_per_category": cfg.ablation_texts, "texts": [t.id for t in held], "categories": abl}
+        abl_metrics = {c: {"specialist_drop": r["specialist"]["drop"], "control_drop": r["control"]["drop"]} for c, r in abl.items()}
 
     # attribution
     pick = cfg.attribution_text or next((t.id for t in held if t.category == cfg.category), "")
@@ -104,10 +148,13 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
     metric, metric_name = kind.attribution_metric(ctx, text.category)
     att = feature_attribution(handle, sae, cfg.hook, tok(text), metric, cfg.attribution_top, 3, (feature,))
     att.update(text_id=text.id, category=text.category, text=text.text, metric_name=metric_name)
-    result["attribution"] = att
-    metrics["attribution_specialist_rank"] = next(p["rank"] for p in att["per_token"] if p["feature"] == feature)
-
-    return result, metrics
+    return SteerStudy(
+        hook=cfg.hook, category=cfg.category, feature=feature, max_act=max_act, mode=cfg.mode, coefficients=coefs,
+        headline=res_fields, headline_metrics=met_fields, best_coefficient=g.best_coefficient, best_rule=g.best_rule,
+        sweeps=sweeps, attribution=att,
+        attribution_specialist_rank=next(p["rank"] for p in att["per_token"] if p["feature"] == feature),
+        per_feature=per_feature, per_feature_metrics=per_feature_metrics, ablation=abl_result, ablation_metrics=abl_metrics,
+    )
 
 
 def rounded(obj, nd=6):

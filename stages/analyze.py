@@ -51,13 +51,13 @@ def main(args, params):
     if ft.n_rows != table.n_kept:
         raise ValueError(f"features of {args.hook} cover {ft.n_rows} tokens, activations {table.n_kept}: re-run dvc repro")
     rng = np.random.default_rng(params.seed)
-    metrics, details = analyze_hook(ft, acts.numpy(), table, params.analysis, rng, unembedding(params, args.hook, args.saes))
-    details["hook"] = args.hook
-    write_json(Path(args.out) / f"{args.hook}.json", details)
+    result = analyze_hook(ft, acts.numpy(), table, params.analysis, rng, unembedding(params, args.hook, args.saes))
+    metrics = result.metrics_json()
+    write_json(Path(args.out) / f"{args.hook}.json", {**result.to_json(), "hook": args.hook})
     write_json(Path(args.metrics) / f"{args.hook}.json", metrics)
     sig = [c for c, v in metrics["specialists"].items() if v["significant"]]
     print(f"analyze {args.hook}: L0/token {metrics['l0_per_token']:.1f}, significant held-out specialists "
-          f"{len(sig)}/7 {sig}, mean held-out AUROC {metrics['mean_heldout_auroc']:.3f}")
+          f"{len(sig)}/{len(metrics['specialists'])} {sig}, mean held-out AUROC {metrics['mean_heldout_auroc']:.3f}")
 
 
 if __name__ == "__main__":

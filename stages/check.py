@@ -12,7 +12,8 @@ keys feed, never everything.
 import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
 
 from sae_workbench.cli import stage
-from sae_workbench.data import atomic_write_text, read_texts, validate_labelled
+from sae_workbench.atomic import write_text
+from sae_workbench.data import read_texts, validate_labelled
 
 PASSED = "params.yaml and the labelled texts passed stages/check.py\n"
 
@@ -26,7 +27,7 @@ def args(p):
 def main(args, params):
     """Validate params (done by the stage wrapper's load_params) and the labelled texts."""
     validate_labelled(read_texts(args.labelled))
-    atomic_write_text(args.out, PASSED)
+    write_text(args.out, PASSED)
 
 
 if __name__ == "__main__":

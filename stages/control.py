@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sae_workbench.activations import extract_activations, load_activation_set, load_token_table
 from sae_workbench.analysis import paired_auroc_test, specialist_statistics, specialist_strengths
@@ -24,10 +23,9 @@ from sae_workbench.control import randomize_weights
 from sae_workbench.data import read_texts
 from sae_workbench.features import encode_sparse, load_features
 from sae_workbench.models import load_model
-from sae_workbench.sae.buffer import ShuffledBuffer, safetensors_reader
 from sae_workbench.sae.io import load_sae, save_for_saelens
 from sae_workbench.sae.metrics import reconstruction_metrics
-from sae_workbench.sae.train import held_out_texts, train_sae
+from sae_workbench.sae.train import split_activation_set, train_on_split
 
 SPEC_KEYS = ("feature", "heldout_auroc", "auroc_ci_low", "auroc_ci_high", "p_value", "significant")
 
@@ -63,18 +61,14 @@ def main(args, params):
         work = Path(work)
         extract_activations(handle, corpus, [hook], work / "corpus", params.data.max_tokens, params.data.batch_size, "control: corpus")
         extract_activations(handle, labelled, [hook], work / "eval", params.data.max_tokens, params.data.batch_size, "control: labelled")
-        table, acts = load_activation_set(work / "corpus", hook)
-        held = held_out_texts(len(table.texts), params.sae.eval_frac, params.seed)
-        is_eval = held[table.text_index]
-        read, _, d_in = safetensors_reader(work / "corpus" / f"{hook}.safetensors")
-        buffer = ShuffledBuffer(read, np.flatnonzero(~is_eval), params.sae.batch_tokens, params.sae.buffer_tokens, params.seed)
-        result = train_sae(buffer, d_in, params.sae, params.seed, desc=f"control: train_sae {hook}")
+        split = split_activation_set(work / "corpus", hook, params.sae.eval_frac, params.seed)
+        result = train_on_split(split, params.sae, params.seed, desc=f"control: train_sae {hook}")
         sae_dir = Path(args.out) / hook
         if sae_dir.exists():
             shutil.rmtree(sae_dir)
         save_for_saelens(result.sae, result.scale, sae_dir / hook, hook, params.model.name)
         sae, _ = load_sae(params.model, hook, sae_dir)
-        rec = reconstruction_metrics(sae, acts[torch.from_numpy(np.flatnonzero(is_eval))])
+        rec = reconstruction_metrics(sae, split.x_eval)
         etable, eacts = load_activation_set(work / "eval", hook)
         strength = encode_sparse(sae, eacts).per_text_max(etable.text_index, len(etable.texts))
 
@@ -89,28 +83,28 @@ def main(args, params):
     held = np.array([t["split"] == "heldout" for t in texts])
     real_ft = load_features(Path(args.real_features) / f"{hook}.safetensors")
     s_real = specialist_strengths(real_ft, real_table.text_index, len(texts), real["specialists"])[held]
-    s_ctl = strength[:, [int(spec[c]["feature"]) for c in CATEGORIES]][held]
+    s_ctl = strength[:, [spec[c].feature for c in CATEGORIES]][held]
     test = paired_auroc_test(s_real, s_ctl, [t["category"] for t, k in zip(texts, held) if k], np.random.default_rng(params.seed),
                              params.analysis.n_bootstrap, params.analysis.alpha)
-    aurocs = [spec[c]["heldout_auroc"] for c in CATEGORIES]
+    aurocs = [spec[c].heldout_auroc for c in CATEGORIES]
     metrics = {
         "hook": hook,
         "model": "random weights: every weight matrix re-drawn from N(mean, std) of the trained one (seed = params seed)",
-        "train_tokens": int((~is_eval).sum()),
+        "train_tokens": split.train_tokens,
         "real_train_tokens": real_sae.get("train_tokens"),
         "explained_variance": round(float(rec["explained_variance"]), 6),
         "l0": round(float(rec["l0"]), 4),
         "dead_frac": round(float(result.dead_frac), 6),
-        "specialists_significant": count["significant"],
+        "specialists_significant": count.significant,
         "mean_heldout_auroc": round(float(np.mean(aurocs)), 6),
-        "specialists": {c: {k: (round(v, 6) if isinstance(v, float) else v) for k, v in spec[c].items() if k in SPEC_KEYS} for c in CATEGORIES},
+        "specialists": {c: {k: (round(v, 6) if isinstance(v, float) else v) for k, v in spec[c].to_json().items() if k in SPEC_KEYS} for c in CATEGORIES},
         "trained_vs_random": test,
         "real": {"specialists_significant": real["specialists_significant"], "mean_heldout_auroc": real["mean_heldout_auroc"],
                  "heldout_auroc": {c: real["specialists"][c]["heldout_auroc"] for c in CATEGORIES if c in real["specialists"]}},
     }
     write_json(args.metrics, metrics)
-    print(f"control {hook}: random model {metrics['specialists_significant']}/7 significant specialists, mean held-out AUROC "
-          f"{metrics['mean_heldout_auroc']:.3f} (trained model: {real['specialists_significant']}/7, {real['mean_heldout_auroc']:.3f})")
+    print(f"control {hook}: random model {metrics['specialists_significant']}/{len(CATEGORIES)} significant specialists, mean held-out AUROC "
+          f"{metrics['mean_heldout_auroc']:.3f} (trained model: {real['specialists_significant']}/{len(CATEGORIES)}, {real['mean_heldout_auroc']:.3f})")
 
 
 if __name__ == "__main__":

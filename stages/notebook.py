@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 
+from sae_workbench.atomic import atomic_file
 from sae_workbench.cli import stage
 
 
@@ -23,10 +24,11 @@ def args(p):
     p.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="notebook parameter")
 
 
-def finish(path: Path, values: dict) -> None:
+def finish(path: Path, values: dict, out: Path) -> None:
     """Fill {{name}} in Markdown cells with the parameter values; remove
     execution timestamps, durations and random cell ids, so the same inputs
-    give the same executed notebook (and DVC sees nothing new)."""
+    give the same executed notebook (and DVC sees nothing new). papermill's
+    output_path becomes `out` (it wrote to a temporary)."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -34,6 +36,8 @@ def finish(path: Path, values: dict) -> None:
                 cell.source = cell.source.replace("{{" + name + "}}", str(value))
     for key in ("start_time", "end_time", "duration"):
         nb.metadata.get("papermill", {}).pop(key, None)
+    if "papermill" in nb.metadata:
+        nb.metadata.papermill["output_path"] = str(out)
     for i, cell in enumerate(nb.cells):
         cell.id = f"cell-{i}"  # papermill gives its injected cell a random id
         cell.metadata.pop("execution", None)
@@ -48,23 +52,17 @@ def main(args, params):
     import papermill as pm
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.ipynb")
     values = dict(args.p)
     values["params_path"] = args.params
     try:
-        pm.execute_notebook(
-            args.notebook, str(tmp), parameters=values, cwd=os.getcwd(), kernel_name="python3", progress_bar=False,
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not its "running over TCP without encryption" warning
-        )
-        finish(tmp, values)
-        tmp.replace(out)
+        with atomic_file(out, suffix=".ipynb") as tmp:
+            pm.execute_notebook(
+                args.notebook, str(tmp), parameters=values, cwd=os.getcwd(), kernel_name="python3", progress_bar=False,
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not its "running over TCP without encryption" warning
+            )
+            finish(tmp, values, out)
     except pm.PapermillExecutionError as e:
-        tmp.unlink(missing_ok=True)
         raise ValueError(f"{args.notebook} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     print(f"notebook {args.notebook} -> {out}")
 
 

@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sae_workbench.activations import load_activation_set
 from sae_workbench.analysis import auroc
@@ -26,10 +25,9 @@ from sae_workbench.config import CATEGORIES
 from sae_workbench.features import encode_sparse
 from sae_workbench.kinds import model_kind
 from sae_workbench.models import load_model
-from sae_workbench.sae.buffer import ShuffledBuffer, safetensors_reader
 from sae_workbench.sae.io import load_sae, save_for_saelens
 from sae_workbench.sae.metrics import reconstruction_metrics
-from sae_workbench.sae.train import held_out_texts, train_sae
+from sae_workbench.sae.train import split_activation_set, train_on_split
 from sae_workbench.stability import STABLE_COSINE, best_match, mean_and_spread, pair_stability, unit_decoder
 
 HEADLINE = ("explained_variance", "l0", "dead_frac")
@@ -60,11 +58,8 @@ def main(args, params):
 def seed_study(args, params, hook: str) -> dict:
     """Train the hook's extra seeds; write data/seeds/<hook>/stability.json; return its metrics."""
     seeds = [params.seed + i for i in range(params.sae.seeds)]
-    table, acts = load_activation_set(args.acts, hook)
-    held = held_out_texts(len(table.texts), params.sae.eval_frac, params.seed)
-    is_eval = held[table.text_index]
-    x_eval = acts[torch.from_numpy(np.flatnonzero(is_eval))]
-    read, _, d_in = safetensors_reader(Path(args.acts) / f"{hook}.safetensors")
+    split = split_activation_set(args.acts, hook, params.sae.eval_frac, params.seed)
+    x_eval = split.x_eval
     first = read_json(Path(args.sae_metrics) / f"{hook}.json")
     specs = read_json(Path(args.analysis) / f"{hook}.json")["specialists"]
     eval_table, eval_acts = load_activation_set(args.eval, hook)
@@ -78,16 +73,14 @@ def seed_study(args, params, hook: str) -> dict:
             sae, _ = load_sae(params.model, hook, args.saes)
             m = dict(first)
         else:
-            buffer = ShuffledBuffer(read, np.flatnonzero(~is_eval), params.sae.batch_tokens, params.sae.buffer_tokens, s)
-            result = train_sae(buffer, d_in, params.sae, s, desc=f"seeds {hook} seed {s}")
+            result = train_on_split(split, params.sae, s, desc=f"seeds {hook} seed {s}")
             save_for_saelens(result.sae, result.scale, Path(args.out) / hook / f"seed_{s}" / hook, hook, params.model.name)
             sae, _ = load_sae(params.model, hook, Path(args.out) / hook / f"seed_{s}")
             r = reconstruction_metrics(sae, x_eval)
             m = {"explained_variance": r["explained_variance"], "l0": r["l0"], "dead_frac": result.dead_frac}
             if params.sae.fidelity_texts:
                 handle = handle or load_model(params.model)
-                texts = [t["text"] for t, h in zip(table.texts, held) if h][: params.sae.fidelity_texts]
-                toks = [handle.tokenize(t, params.data.max_tokens) for t in texts]
+                toks = [handle.tokenize(t, params.data.max_tokens) for t in split.held_texts(params.sae.fidelity_texts)]
                 m["fidelity"] = kind.fidelity(handle, sae, hook, toks)
         saes[s] = sae
         alive = np.zeros(int(sae.cfg.d_sae), dtype=bool)

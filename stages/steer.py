@@ -16,7 +16,7 @@ from sae_workbench.data import read_texts
 from sae_workbench.kinds import model_kind
 from sae_workbench.models import load_model
 from sae_workbench.sae.io import load_sae
-from sae_workbench.steer_study import rounded, steer_study
+from sae_workbench.steer_study import steer_study
 
 
 def args(p):
@@ -40,12 +40,12 @@ def main(args, params):
         raise ValueError(f"{args.analysis}/{cfg.hook}.json has no {cfg.category} specialist that fires: nothing to steer (re-run dvc repro)")
     handle = load_model(params.model)
     sae, _ = load_sae(params.model, cfg.hook, args.saes)
-    result, metrics = steer_study(handle, sae, specs, texts, cfg, model_kind(params.model),
-                                  Path(args.features) / f"{cfg.hook}.safetensors", params.seed, params.data.max_tokens)
-    write_json(args.out, rounded(result))
-    write_json(args.metrics, rounded(metrics))
-    print(f"steer {cfg.hook} feature {result['feature']} ({cfg.category}, {cfg.mode}): best coefficient {metrics['best_coefficient']}, "
-          f"specialist attribution rank {metrics['attribution_specialist_rank']}")
+    study = steer_study(handle, sae, specs, texts, cfg, model_kind(params.model),
+                        Path(args.features) / f"{cfg.hook}.safetensors", params.seed, params.data.max_tokens)
+    write_json(args.out, study.to_json())
+    write_json(args.metrics, study.metrics_json())
+    print(f"steer {cfg.hook} feature {study.feature} ({cfg.category}, {cfg.mode}): best coefficient {study.best_coefficient}, "
+          f"specialist attribution rank {study.attribution_specialist_rank}")
 
 
 if __name__ == "__main__":

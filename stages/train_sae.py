@@ -12,18 +12,14 @@ import csv
 import io
 from pathlib import Path
 
-import numpy as np
-import torch
 
-from sae_workbench.activations import load_activation_set
 from sae_workbench.cli import stage, write_json
-from sae_workbench.data import atomic_write_text
+from sae_workbench.atomic import write_text
 from sae_workbench.kinds import model_kind
 from sae_workbench.models import load_model
-from sae_workbench.sae.buffer import ShuffledBuffer, safetensors_reader
 from sae_workbench.sae.io import load_sae, save_for_saelens
 from sae_workbench.sae.metrics import reconstruction_metrics
-from sae_workbench.sae.train import held_out_texts, train_sae
+from sae_workbench.sae.train import split_activation_set, train_on_split
 
 CURVE_FIELDS = ["step", "tokens", "mse", "aux", "l0", "dead_frac", "lr"]
 
@@ -41,20 +37,15 @@ def args(p):
 def main(args, params):
     """Train or fetch the hook's SAE; write its metrics."""
     hook = params.require_hook(args.hook)
-    table, acts = load_activation_set(args.acts, hook)
-    held = held_out_texts(len(table.texts), params.sae.eval_frac, params.seed)
-    is_eval = held[table.text_index]
-    x_eval = acts[torch.from_numpy(np.flatnonzero(is_eval))]
+    split = split_activation_set(args.acts, hook, params.sae.eval_frac, params.seed)
     out = Path(args.saes) / hook
     curve, dead, extra = [], None, {}
     if params.model.sae_source == "custom":
-        read, _, d_in = safetensors_reader(Path(args.acts) / f"{hook}.safetensors")
-        buffer = ShuffledBuffer(read, np.flatnonzero(~is_eval), params.sae.batch_tokens, params.sae.buffer_tokens, params.seed)
-        result = train_sae(buffer, d_in, params.sae, params.seed, desc=f"train_sae {hook}",
-                           checkpoint=Path(args.checkpoints) / f"{hook}.pt")
+        result = train_on_split(split, params.sae, params.seed, desc=f"train_sae {hook}",
+                                checkpoint=Path(args.checkpoints) / f"{hook}.pt")
         save_for_saelens(result.sae, result.scale, out, hook, params.model.name)
         curve, dead = result.curve, result.dead_frac
-        extra = {"architecture": params.sae.architecture, "train_tokens": int((~is_eval).sum()), "steps": result.steps}
+        extra = {"architecture": params.sae.architecture, "train_tokens": split.train_tokens, "steps": result.steps}
     else:
         out.mkdir(parents=True, exist_ok=True)
         release, sae_id = params.model.pretrained_sae(hook)
@@ -63,18 +54,17 @@ def main(args, params):
     w = csv.DictWriter(buf, fieldnames=CURVE_FIELDS)
     w.writeheader()
     w.writerows(curve)
-    atomic_write_text(Path(args.curves) / f"{hook}.csv", buf.getvalue())
+    write_text(Path(args.curves) / f"{hook}.csv", buf.getvalue())
 
     sae, _ = load_sae(params.model, hook, args.saes)  # through SAELens, as every later stage sees it
-    m = reconstruction_metrics(sae, x_eval)
+    m = reconstruction_metrics(sae, split.x_eval)
     if dead is None:  # pre-trained: latents that never fired on the held-out corpus tokens
         dead = m["never_fired_frac"]
     fidelity = {}
     n_fid = params.sae.fidelity_texts
     if n_fid:
         handle = load_model(params.model)
-        texts = [t["text"] for t, h in zip(table.texts, held) if h][:n_fid]
-        toks = [handle.tokenize(t, params.data.max_tokens) for t in texts]
+        toks = [handle.tokenize(t, params.data.max_tokens) for t in split.held_texts(n_fid)]
         # the kind's measure: CE loss recovered and KL (causal LM) or embedding cosine (encoder)
         fidelity = {k: round(v, 6) for k, v in model_kind(params.model).fidelity(handle, sae, hook, toks).items()}
     metrics = {

@@ -16,6 +16,7 @@ from sae_workbench.analysis import (
     logit_effects,
     specialist_scores,
     specialist_statistics,
+    SpecialistCount,
     top_features,
 )
 from sae_workbench.config import CATEGORIES, AnalysisConfig
@@ -66,8 +67,8 @@ def test_planted_specialists_are_found_and_hold_out():
     strength = ft.per_text_max(ti, len(texts))
     spec = find_specialists(strength, [t["category"] for t in texts], [t["split"] for t in texts])
     for k, c in enumerate(CATEGORIES):
-        assert spec[c]["feature"] == 10 + k
-        assert spec[c]["heldout_score"] > 3.5
+        assert spec[c].feature == 10 + k
+        assert spec[c].heldout_score > 3.5
 
 
 def test_rankings_and_composite_identity():
@@ -78,7 +79,8 @@ def test_rankings_and_composite_identity():
     assert st["frequency"][0] == 1.0 and st["max_act"][0] == pytest.approx(0.5)
     raw = np.random.default_rng(0).normal(size=(ft.n_rows, 8))
     cfg = AnalysisConfig(top_k=5, n_bootstrap=200, n_permutations=200)
-    metrics, details = analyze_hook(ft, raw, TokenTable(texts, ti, pos), cfg, np.random.default_rng(0))
+    result = analyze_hook(ft, raw, TokenTable(texts, ti, pos), cfg, np.random.default_rng(0))
+    metrics, details = result.metrics_json(), result.to_json()
     assert metrics["specialists_heldout_positive"] == 7 and metrics["specialists_significant"] == 7
     assert metrics["l0_per_token"] == pytest.approx(3.0, abs=0.2)  # duplicates merge rarely
     assert details["rankings"]["strongest"][0]["feature"] in range(10, 17)
@@ -97,14 +99,14 @@ def test_planted_specialist_is_significant_with_tight_interval():
     strength = ft.per_text_max(ti, len(texts))
     labels, splits = [t["category"] for t in texts], [t["split"] for t in texts]
     spec, count = specialist_statistics(strength, labels, splits, np.random.default_rng(0), n_boot=300, n_perm=300)
-    assert count == {"positive": 7, "significant": 7, "positive_ci": [7.0, 7.0]}
+    assert count == SpecialistCount(positive=7, significant=7, positive_ci=[7.0, 7.0])
     for k, c in enumerate(CATEGORIES):
         v = spec[c]
-        assert v["feature"] == 10 + k and v["significant"]
+        assert v.feature == 10 + k and v.significant
         # 2 held-out texts per category: a shuffle restores a category's pair with probability 1/91
-        assert v["p_value"] < 0.05
-        assert v["ci_low"] <= v["heldout_score"] <= v["ci_high"] and v["ci_low"] > 3.0
-        assert v["heldout_auroc"] == 1.0
+        assert v.p_value < 0.05
+        assert v.ci_low <= v.heldout_score <= v.ci_high and v.ci_low > 3.0
+        assert v.heldout_auroc == 1.0
 
 
 def _random_strength(seed, n_per_cat=12, d=200):
@@ -123,8 +125,8 @@ def test_features_firing_at_random_fail_the_permutation_test():
         strength, labels, splits = _random_strength(seed)
         spec, _ = specialist_statistics(strength, labels, splits, np.random.default_rng(seed), n_boot=100, n_perm=200)
         for v in spec.values():
-            significant += v["significant"]
-            train_scores.append(v["train_score"])
+            significant += v.significant
+            train_scores.append(v.train_score)
             n += 1
     # the search finds large in-sample scores on pure noise...
     assert np.mean(train_scores) > 0.5
@@ -201,10 +203,12 @@ def test_compare_hooks_and_component_pairing():
     ft, ti, texts, pos = _planted_table()
     raw = np.zeros((ft.n_rows, 4))
     good = analyze_hook(ft, raw, TokenTable(texts, ti, pos), cfg, np.random.default_rng(0))
+    good = good.metrics_json(), good.to_json()
     # a hook where nothing is category-specific: only the random features 20..39 and feature 0
     m = (ft.feature < 10) | (ft.feature >= 20)
     noise = FeatureTable(ft.row[m], ft.feature[m], ft.value[m], ft.n_rows, ft.d_sae)
     bad = analyze_hook(noise, raw, TokenTable(texts, ti, pos), cfg, np.random.default_rng(0))
+    bad = bad.metrics_json(), bad.to_json()
     metrics = {hooks[0]: good[0], hooks[1]: bad[0], hooks[2]: good[0]}
     details = {hooks[0]: good[1], hooks[1]: bad[1], hooks[2]: good[1]}
     held = np.array([t["split"] == "heldout" for t in texts])
@@ -235,7 +239,7 @@ def test_selection_prefers_the_feature_that_separates_every_text_over_a_loud_one
     strength[np.flatnonzero(py)[:4], 1] = 20.0  # loud on 4 python texts: the largest mean difference
     strength[py, 2] += 0.5  # quiet on every python text: separates them all
     spec = find_specialists(strength, labels, splits, categories=("python", "math"))
-    assert spec["python"]["feature"] == 2 and spec["python"]["train_auroc"] == 1.0
+    assert spec["python"].feature == 2 and spec["python"].train_auroc == 1.0
     assert specialist_scores(strength[np.array(splits) == "train"], list(np.array(labels)[np.array(splits) == "train"]), "python").argmax() == 1
 
 
@@ -246,10 +250,10 @@ def test_leave_one_register_out_exposes_a_single_register_specialist():
     strength[(lab == "python") & (reg == "A"), 1] += 1.0  # fires on register A only
     strength[(lab == "python") & (reg == "B"), 2] += 1.0  # fires on register B only
     narrow = specialist_statistics(strength, labels, splits, np.random.default_rng(0), n_boot=50, n_perm=50,
-                                   categories=("python", "math"), registers=registers)[0]["python"]["register_holdout"]
+                                   categories=("python", "math"), registers=registers)[0]["python"].register_holdout
     assert set(narrow["by_register"]) == {"A", "B"} and narrow["by_register"]["A"]["n"] == 15
     assert narrow["min_auroc"] < 0.75  # the other register's feature does not carry over
     strength[lab == "python", 3] += 2.0  # fires on every python text, more strongly
     broad = specialist_statistics(strength, labels, splits, np.random.default_rng(0), n_boot=50, n_perm=50,
                                   categories=("python", "math"), registers=registers)[0]["python"]
-    assert broad["register_holdout"]["min_auroc"] == 1.0 and broad["feature"] == 3 and broad["significant"]
+    assert broad.register_holdout["min_auroc"] == 1.0 and broad.feature == 3 and broad.significant

@@ -29,12 +29,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
 
-from sae_workbench.activations import save_tensors_atomic
+from sae_workbench.activations import save_tensors
 from sae_workbench.sae.io import save_for_saelens
 from sae_workbench.sae.topk import TopKSAE
 
@@ -108,7 +107,7 @@ def _encode_inputs(tmp: Path, n_tokens: int = 12, d: int = 640):
     acts_dir.mkdir()
     (acts_dir / "tokens.json").write_text(json.dumps({"model": "m", "hooks": [HOOK], "max_tokens": 128, "texts": [text]}))
     g = torch.Generator().manual_seed(0)
-    save_tensors_atomic(acts_dir / f"{HOOK}.safetensors",
+    save_tensors(acts_dir / f"{HOOK}.safetensors",
                         {"acts": torch.randn(n_tokens, d, generator=g), "text_index": torch.zeros(n_tokens, dtype=torch.long),
                          "position": torch.arange(1, n_tokens + 1)}, {"hook": HOOK, "model": "m"})
     torch.manual_seed(0)
@@ -136,7 +135,7 @@ def _nan_rows(path: Path) -> None:
 
     t = load_file(str(path))
     t["acts"][3] = float("nan")
-    save_tensors_atomic(path, t, {"hook": HOOK, "model": "m"})
+    save_tensors(path, t, {"hook": HOOK, "model": "m"})
 
 
 @pytest.mark.parametrize("case, corrupt, message", [
@@ -191,7 +190,7 @@ def test_garbage_checkpoint_is_ignored_with_a_warning(tmp_path):
     t = load_file(str(acts_dir / f"{HOOK}.safetensors"))
     t["text_index"] = torch.tensor([0] * 200 + [1] * 200)
     t["position"] = torch.cat([torch.arange(1, 201)] * 2)
-    save_tensors_atomic(acts_dir / f"{HOOK}.safetensors", t, {"hook": HOOK, "model": "m"})
+    save_tensors(acts_dir / f"{HOOK}.safetensors", t, {"hook": HOOK, "model": "m"})
     ck = tmp_path / "ck"
     ck.mkdir()
     (ck / f"{HOOK}.pt").write_bytes(b"not a checkpoint at all")

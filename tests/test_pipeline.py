@@ -196,6 +196,34 @@ def _out_hashes(repo: Path) -> dict[str, str]:
     return {o["path"]: o.get("md5") for st in lock["stages"].values() for o in st.get("outs", [])}
 
 
+def test_a_param_changed_and_back_restores_activations_from_the_cache(tiny_run):
+    """The activations are DVC-cached by hardlink (.dvc/config cache.type): after a run the workspace
+    file is the cache file (no second copy on disk), and after a param change and its undo `dvc repro`
+    checks the previous activations out of the cache instead of extracting again. (A forced re-run
+    whose outputs are already cached leaves copies; `dvc checkout --relink` links them again.)"""
+    acts_dir = tiny_run / "data/activations/corpus"
+    files = sorted(acts_dir.glob("*.safetensors"))
+    cache_inodes = {f.stat().st_ino for f in (tiny_run / ".dvc/cache").rglob("*") if f.is_file()}
+    assert files and all(f.stat().st_nlink >= 2 and f.stat().st_ino in cache_inodes for f in files)
+    before = {f.name: f.read_bytes() for f in files}
+    params = tiny_run / "params.yaml"
+    good = params.read_text()
+    raw = yaml.safe_load(good)
+    raw["data"]["max_tokens"] = raw["data"]["max_tokens"] // 2
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        r = _dvc(["repro", "extract@corpus"], tiny_run)
+        assert r.returncode == 0 and "Running stage 'extract@corpus'" in r.stdout, (r.stdout + r.stderr)[-3000:]
+        assert {f.name: f.read_bytes() for f in sorted(acts_dir.glob("*.safetensors"))} != before
+    finally:
+        params.write_text(good)
+    r = _dvc(["repro", "extract@corpus"], tiny_run)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "Running stage 'extract@corpus'" not in r.stdout  # restored, not re-run
+    assert {f.name: f.read_bytes() for f in sorted(acts_dir.glob("*.safetensors"))} == before
+    assert "up to date" in _dvc(["status"], tiny_run).stdout
+
+
 def test_forced_rerun_is_byte_identical(tiny_run):
     before = _out_hashes(tiny_run)
     metrics = {p: p.read_text() for p in sorted((tiny_run / "metrics").rglob("*.json"))}

@@ -24,7 +24,7 @@ import numpy as np
 import pypdf
 import pytest
 
-from sae_workbench import render, viz
+from sae_workbench import viz
 
 REPO = Path(__file__).resolve().parents[1]
 QUARTO = shutil.which("quarto")

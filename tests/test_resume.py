@@ -18,7 +18,7 @@ import yaml
 from conftest import ROOT, raw_params, write_params
 from test_bad_input import HOOK, _encode_inputs
 
-from sae_workbench.activations import save_tensors_atomic
+from sae_workbench.activations import save_tensors
 
 
 def _digests(d: Path) -> dict[str, str]:
@@ -76,7 +76,7 @@ def _training_inputs(tmp: Path) -> tuple[Path, Path]:
     t = load_file(str(acts_dir / f"{HOOK}.safetensors"))
     t["text_index"] = torch.arange(4).repeat_interleave(100)
     t["position"] = torch.arange(1, 101).repeat(4)
-    save_tensors_atomic(acts_dir / f"{HOOK}.safetensors", t, {"hook": HOOK, "model": "m"})
+    save_tensors(acts_dir / f"{HOOK}.safetensors", t, {"hook": HOOK, "model": "m"})
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["sae"].update(expansion=1, k=8, batch_tokens=32, buffer_tokens=64, epochs=300, fidelity_texts=0, eval_frac=0.25,
                          checkpoint_every=25, device="cpu")

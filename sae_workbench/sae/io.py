@@ -10,11 +10,11 @@ batchtopk -> jumprelu (one learnt threshold for every latent).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_dir
 from .base import SparseAutoencoder
 
 
@@ -45,17 +45,8 @@ def to_saelens(sae: SparseAutoencoder, scale: float, hook: str, model_name: str)
 def save_for_saelens(sae: SparseAutoencoder, scale: float, path: str | Path, hook: str, model_name: str) -> None:
     """cfg.json + sae_weights.safetensors via SAELens's save_model, atomically."""
     lens = to_saelens(sae, scale, hook, model_name)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(path) as tmp:
         lens.save_model(tmp)
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_sae(profile, hook: str, sae_dir: str | Path, device: str = "cpu"):

@@ -1,7 +1,8 @@
 """Training loop shared by every architecture.
 
-    buffer = ShuffledBuffer(*safetensors_reader(path)[:1], rows, ...)
-    result = train_sae(buffer, d_in, cfg, seed, checkpoint=Path("data/checkpoints/h.pt"))
+    split = split_activation_set("data/activations/corpus", hook, cfg.eval_frac, seed)
+    result = train_on_split(split, cfg, seed, checkpoint=Path("data/checkpoints/h.pt"))
+    # or, on any rows: train_sae(ShuffledBuffer(read, rows, ...), d_in, cfg, seed)
 
 - Inputs are scaled so that E||x|| = sqrt(d_in) (one scalar, fitted on a
   sample of training tokens); export folds the scale back into the weights.
@@ -26,15 +27,18 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..activations import TokenTable, load_activation_set
+from ..atomic import atomic_file
 from ..config import SAEConfig
 from .base import SparseAutoencoder, TrainState
-from .buffer import ShuffledBuffer
+from .buffer import ShuffledBuffer, safetensors_reader
 from .relu import ReluSAE
 from .topk import BatchTopKSAE, TopKSAE
 
@@ -63,6 +67,48 @@ def held_out_texts(n_texts: int, eval_frac: float, seed: int) -> np.ndarray:
     held = np.zeros(n_texts, dtype=bool)
     held[rng.permutation(n_texts)[: max(1, int(round(n_texts * eval_frac)))]] = True
     return held
+
+
+@dataclass
+class ActivationSplit:
+    """One hook's corpus activations split by whole texts (held_out_texts) into
+    training tokens and held-out tokens for the SAE metrics."""
+
+    path: Path
+    """The hook's safetensors file (training streams its rows from disk)."""
+    table: TokenTable
+    acts: torch.Tensor
+    held: np.ndarray
+    """Boolean [n_texts]: held-out texts."""
+    is_eval: np.ndarray
+    """Boolean [n_kept tokens]: tokens of held-out texts."""
+
+    @cached_property
+    def x_eval(self) -> torch.Tensor:
+        return self.acts[torch.from_numpy(np.flatnonzero(self.is_eval))]
+
+    @property
+    def train_tokens(self) -> int:
+        return int((~self.is_eval).sum())
+
+    def held_texts(self, n: int) -> list[str]:
+        """The first n held-out texts (the fidelity measures run the model on them)."""
+        return [t["text"] for t, h in zip(self.table.texts, self.held) if h][:n]
+
+
+def split_activation_set(act_dir: str | Path, hook: str, eval_frac: float, seed: int) -> ActivationSplit:
+    table, acts = load_activation_set(act_dir, hook)
+    held = held_out_texts(len(table.texts), eval_frac, seed)
+    return ActivationSplit(Path(act_dir) / f"{hook}.safetensors", table, acts, held, held[table.text_index])
+
+
+def train_on_split(split: ActivationSplit, cfg: SAEConfig, seed: int, desc: str = "train_sae",
+                   checkpoint: Path | None = None) -> TrainResult:
+    """An SAE trained on the split's training tokens, shuffled by `seed` (which
+    also initialises it); see train_sae."""
+    read, _, d_in = safetensors_reader(split.path)
+    buffer = ShuffledBuffer(read, np.flatnonzero(~split.is_eval), cfg.batch_tokens, cfg.buffer_tokens, seed)
+    return train_sae(buffer, d_in, cfg, seed, desc=desc, checkpoint=checkpoint)
 
 
 ARCHITECTURE_BUILDERS = {
@@ -152,10 +198,8 @@ def _load_checkpoint(path: Path, device) -> dict | None:
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def train_sae(
