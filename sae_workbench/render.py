@@ -460,11 +460,11 @@ def render(report_dir: str | Path = "report", force_fallback: bool = False) -> R
     never reach it."""
     report_dir = Path(report_dir)
     quarto = None if force_fallback else shutil.which("quarto")
-    check_chapters(report_dir, _params_hooks(report_dir))  # errors name report/, not the scratch copy
+    hooks = _params_hooks(report_dir)
+    check_chapters(report_dir, hooks)  # errors name report/, not the scratch copy
     with tempfile.TemporaryDirectory(prefix="render-") as tmp:
         work = Path(tmp) / report_dir.name
         shutil.copytree(report_dir, work, ignore=shutil.ignore_patterns(*QUARTO_LEFTOVERS))
-        hooks = _params_hooks(report_dir)
         write_chapters(work, hooks)
         if quarto:
             render_with_quarto(work, quarto)

@@ -18,7 +18,7 @@ Returns a SteerStudy.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +48,16 @@ class SteerStudy:
     best_rule: str
     sweeps: dict
     attribution: dict
-    attribution_specialist_rank: int
     per_feature: dict | None = None
-    """Every other specialist steered towards its own category (steer.all_specialists)."""
+    """Every specialist steered towards its own category (steer.all_specialists)."""
     per_feature_metrics: dict | None = None
     ablation: dict | None = None
     """Specialists and frequency-matched controls ablated (steer.ablation)."""
-    ablation_metrics: dict | None = field(default=None)
+
+    @property
+    def attribution_specialist_rank(self) -> int:
+        """Rank of the steered feature in the attribution of its text."""
+        return next(p["rank"] for p in self.attribution["per_token"] if p["feature"] == self.feature)
 
     def to_json(self) -> dict:
         out = {"hook": self.hook, "category": self.category, "feature": self.feature, "max_act": self.max_act,
@@ -72,8 +75,9 @@ class SteerStudy:
         out = {"feature": self.feature, "mode": self.mode, **self.headline_metrics, "best_coefficient": self.best_coefficient}
         if self.per_feature_metrics is not None:
             out["per_feature"] = self.per_feature_metrics
-        if self.ablation_metrics is not None:
-            out["ablation"] = self.ablation_metrics
+        if self.ablation is not None:
+            out["ablation"] = {c: {"specialist_drop": r["specialist"]["drop"], "control_drop": r["control"]["drop"]}
+                               for c, r in self.ablation["categories"].items()}
         out["attribution_specialist_rank"] = self.attribution_specialist_rank
         return rounded(out)
 
@@ -96,28 +100,23 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
               for m in tqdm(modes, desc=f"steer {cfg.category} feature {feature}", unit="mode")}
     g = sweeps[cfg.mode]
     res_fields, met_fields = kind.headline(g, coefs, ctx, cfg.category, cfg)
-    per_feature = per_feature_metrics = abl_result = abl_metrics = None
+    per_feature = per_feature_metrics = abl_result = None
 
     def judged(r):
         """Slope of the independent classifier's P(category) over coefficients, where the kind has one."""
         probs = getattr(r, "classifier_prob", None)
         return {"classifier_slope": slope(coefs, probs)} if probs and not any(np.isnan(probs)) else {}
 
-    # one curve per feature: every other category's specialist, towards its own category
+    # one curve per feature: every category's specialist towards its own category (steer.category's is the sweep above)
     if cfg.all_specialists:
         per_feature, per_feature_metrics = {}, {}
         for c in tqdm(CATEGORIES, desc="steer every specialist", unit="feature"):
             f, m = int(specs[c]["feature"]), float(specs[c]["max_act"])
-            if c == cfg.category or m <= 0:
+            if m <= 0:
                 continue
-            r = kind.sweep(handle, sae, f, cfg.hook, m, coefs, ctx, c, cfg.mode, cfg)
+            r = g if c == cfg.category else kind.sweep(handle, sae, f, cfg.hook, m, coefs, ctx, c, cfg.mode, cfg)
             per_feature[c] = {"feature": f, "max_act": m, "significant": specs[c].get("significant"), **asdict(r)}
             per_feature_metrics[c] = {"feature": f, "slope": slope(coefs, kind.curve(r, c)), **judged(r), "best_coefficient": r.best_coefficient}
-        per_feature[cfg.category] = {"feature": feature, "max_act": max_act, "significant": specs[cfg.category].get("significant"), **asdict(g)}
-        own = kind.curve(g, cfg.category)
-        per_feature_metrics[cfg.category] = {"feature": feature, "slope": slope(coefs, own), **judged(g), "best_coefficient": g.best_coefficient}
-        per_feature = {c: per_feature[c] for c in CATEGORIES if c in per_feature}
-        per_feature_metrics = {c: per_feature_metrics[c] for c in CATEGORIES if c in per_feature_metrics}
 
     # ablation: every specialist of the hook, and a frequency-matched random control
     labels = [t.category for t in held]
@@ -138,7 +137,6 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
             r["specialist"]["significant"] = specs[c].get("significant")
         abl_result = {"score": kind.ablation_score, "drop": "mean over the category's scored held-out texts of score(clean) - score(ablated)",
                       "texts_per_category": cfg.ablation_texts, "texts": [t.id for t in held], "categories": abl}
-        abl_metrics = {c: {"specialist_drop": r["specialist"]["drop"], "control_drop": r["control"]["drop"]} for c, r in abl.items()}
 
     # attribution
     pick = cfg.attribution_text or next((t.id for t in held if t.category == cfg.category), "")
@@ -151,9 +149,7 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
     return SteerStudy(
         hook=cfg.hook, category=cfg.category, feature=feature, max_act=max_act, mode=cfg.mode, coefficients=coefs,
         headline=res_fields, headline_metrics=met_fields, best_coefficient=g.best_coefficient, best_rule=g.best_rule,
-        sweeps=sweeps, attribution=att,
-        attribution_specialist_rank=next(p["rank"] for p in att["per_token"] if p["feature"] == feature),
-        per_feature=per_feature, per_feature_metrics=per_feature_metrics, ablation=abl_result, ablation_metrics=abl_metrics,
+        sweeps=sweeps, attribution=att, per_feature=per_feature, per_feature_metrics=per_feature_metrics, ablation=abl_result,
     )
 
 

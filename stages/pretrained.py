@@ -16,16 +16,13 @@ import sae_workbench  # noqa: F401  first: pins the numerics before torch and nu
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-import torch
 
-from sae_workbench.activations import load_activation_set
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.kinds import model_kind
 from sae_workbench.models import ModelUnavailable, load_model
 from sae_workbench.sae.io import load_sae
 from sae_workbench.sae.metrics import reconstruction_metrics
-from sae_workbench.sae.train import held_out_texts
+from sae_workbench.sae.train import split_activation_set
 
 KEYS = ("explained_variance", "l0", "dead_frac")
 
@@ -66,15 +63,13 @@ def main(args, params):
         if release in unreachable:
             out["hooks"][h] = {**row, "available": False, "reason": unreachable[release]}
             continue
-        table, acts = load_activation_set(args.acts, h)
-        held = held_out_texts(len(table.texts), params.sae.eval_frac, params.seed)
-        x_eval = acts[torch.from_numpy(np.flatnonzero(held[table.text_index]))]
-        m = reconstruction_metrics(sae, x_eval)
+        split = split_activation_set(args.acts, h, params.sae.eval_frac, params.seed)
+        m = reconstruction_metrics(sae, split.x_eval)
         pre = {"explained_variance": m["explained_variance"], "l0": m["l0"], "never_fired_frac": m["never_fired_frac"], "d_sae": int(sae.cfg.d_sae)}
         if params.sae.fidelity_texts:
             handle = handle or load_model(params.model)
-            texts = [t["text"] for t, k in zip(table.texts, held) if k][: params.sae.fidelity_texts]
-            pre["fidelity"] = model_kind(params.model).fidelity(handle, sae, h, [handle.tokenize(t, params.data.max_tokens) for t in texts])
+            toks = [handle.tokenize(t, params.data.max_tokens) for t in split.held_texts(params.sae.fidelity_texts)]
+            pre["fidelity"] = model_kind(params.model).fidelity(handle, sae, h, toks)
         out["hooks"][h] = {**row, "available": True, "neuronpedia": neuronpedia, "pretrained": pre}
     out["available"] = any(v.get("available") for v in out["hooks"].values())
     write_json(args.metrics, out)
