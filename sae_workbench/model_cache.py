@@ -32,6 +32,10 @@ CONVERSION_VERSION = 1
 _NEEDED = ("config.json", "model.safetensors", "tokenizer_config.json")
 
 
+class ModelUnavailable(RuntimeError):
+    """The model (or its SAEs) cannot be loaded here; the message says why in one line."""
+
+
 def cache_root() -> Path:
     """$SAE_WORKBENCH_CACHE, or ~/.cache/sae_workbench."""
     env = os.environ.get(CACHE_ENV)
@@ -47,8 +51,6 @@ def set_hub_offline() -> None:
 
 
 def _gguf_package(package: str):
-    from .models import ModelUnavailable
-
     try:
         mod = importlib.import_module(package.replace("-", "_"))
     except ImportError:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import HOOK_RE, ProfileConfig, hook_layer
+from .model_cache import ModelUnavailable, gguf_hf_dir, set_hub_offline
 
 HOOK_ORDER = {"resid_pre": 0, "attn_out": 1, "mlp_out": 2, "resid_post": 3}
 """Order in which a block's hook points fire (pre-norm and post-norm blocks alike)."""
@@ -40,10 +41,6 @@ def hook_position(hook: str) -> tuple[int, int]:
 
 class _Stop(Exception):
     """Raised by the deepest hook to end a forward pass early."""
-
-
-class ModelUnavailable(RuntimeError):
-    """The model (or its SAEs) cannot be loaded here; the message says why in one line."""
 
 
 @dataclass
@@ -189,7 +186,6 @@ def _load_gguf(profile: ProfileConfig, device: str) -> ModelHandle:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformer_lens import HookedTransformer
 
-    from .model_cache import gguf_hf_dir, set_hub_offline
 
     path = gguf_hf_dir(profile.name)
     set_hub_offline()

@@ -46,6 +46,7 @@ import nbformat
 import yaml
 
 from .atomic import atomic_dir, write_bytes, write_text
+from .fonts import font_dirs
 from .viz import PLOTLY_MARKER, code_fence, raw_block
 
 FILTER = Path(__file__).with_name("report_filter.lua")
@@ -113,6 +114,13 @@ def check_chapters(report_dir: Path, hooks: list[str] | None) -> list[Path]:
     return nbs
 
 
+def quarto_font_paths(report_dir: Path) -> list[str]:
+    """fonts.font_dirs() relative to report_dir: Quarto resolves a relative
+    font path against the book's directory, but an absolute one (`/...`)
+    against the project directory, where it does not exist."""
+    return [os.path.relpath(d, report_dir.resolve()) for d in font_dirs()]
+
+
 def write_chapters(report_dir: Path, hooks: list[str] | None = None) -> list[str]:
     """Write report_dir/_pipeline.yml, which _quarto.yml merges in
     (metadata-files): the book's chapter list (index.qmd, then the executed
@@ -125,7 +133,7 @@ def write_chapters(report_dir: Path, hooks: list[str] | None = None) -> list[str
     text = (
         "# Written by `python -m sae_workbench.render` (the render stage of dvc repro): do not edit.\n"
         "# _quarto.yml merges it in (metadata-files), so `quarto render report` finds the chapters and fonts.\n"
-        + yaml.safe_dump({"book": {"chapters": chapters}, "format": {"typst": {"font-paths": font_dirs()}}}, sort_keys=False)
+        + yaml.safe_dump({"book": {"chapters": chapters}, "format": {"typst": {"font-paths": quarto_font_paths(report_dir)}}}, sort_keys=False)
     )
     path = report_dir / CHAPTERS_FILE
     if not path.exists() or path.read_text() != text:
@@ -312,26 +320,6 @@ TYPST_PREAMBLE = "#show figure: set block(breakable: true)\n"
 it; _quarto.yml's typst include-in-header carries the same rule for Quarto."""
 
 
-FONT_PACKAGES = ("manimgx_fonts", "manimgx_fonts_cjk")
-"""PyPI packages (requirements.txt, SIL Open Font License) whose fonts the PDF
-sets what Typst's own fonts (Latin, Greek, Cyrillic) lack: Noto Sans for
-Arabic, Devanagari and other scripts, Noto Sans CJK, Noto Emoji. Named, not
-all system fonts, so what else a machine has installed does not change the PDF."""
-
-
-def font_dirs() -> list[str]:
-    """The directories of FONT_PACKAGES; ValueError if one is not installed."""
-    import importlib.util
-
-    dirs = []
-    for name in FONT_PACKAGES:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            raise ValueError(f"font package {name.replace('_', '-')} is not installed: pip install -r requirements.txt")
-        dirs.append(str(Path(list(spec.submodule_search_locations)[0]).resolve()))
-    return dirs
-
-
 def render_pdf(chapters: list[Path], out_pdf: Path, title: str, papersize: str | None = None, filters: list[Path] = ()) -> Path:
     """Markdown -> pandoc Typst writer -> typst (python package) -> PDF. Images
     go to files next to the .typ in a temporary directory (Typst's root)."""
@@ -351,7 +339,7 @@ def render_pdf(chapters: list[Path], out_pdf: Path, title: str, papersize: str |
         typ = TYPST_PREAMBLE + typ
         (tmp / "report.typ").write_text(typ, encoding="utf-8")
         epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))  # fixed date: same input, same PDF
-        pdf = typst.compile(str(tmp / "report.typ"), root=str(tmp), ignore_system_fonts=True, font_paths=font_dirs(), timestamp=epoch)
+        pdf = typst.compile(str(tmp / "report.typ"), root=str(tmp), ignore_system_fonts=True, font_paths=[str(d) for d in font_dirs()], timestamp=epoch)
     write_bytes(out_pdf, pdf)
     return out_pdf
 

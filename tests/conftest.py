@@ -21,6 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+SLOW_FIXTURES = {"gemma"}
+"""A test that uses one of these is marked slow wherever it is (loading Gemma alone takes 15-35 s)."""
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)

@@ -44,7 +44,7 @@ CONTROL = {
     "unpinned, ATen default": {determinism.OPT_OUT: "1", "ATEN_CPU_CAPABILITY": "default"},
 }
 
-pytestmark = pytest.mark.skipif(not determinism._x86(), reason="byte-identity is pinned for x86-64 CPUs")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not determinism._x86(), reason="byte-identity is pinned for x86-64 CPUs")]
 
 
 def _env(extra: dict) -> dict:

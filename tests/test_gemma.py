@@ -18,6 +18,8 @@ from sae_workbench.sae.metrics import ce_loss_recovered
 from test_activations import fired_hooks
 from test_fidelity import Constant, Perfect
 
+pytestmark = pytest.mark.slow  # the real Gemma 3 270M
+
 TEXTS = [
     "def add(a, b):\n    return a + b",
     "Short one.",

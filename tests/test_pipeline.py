@@ -15,6 +15,8 @@ import yaml
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # real dvc repro and stage processes
+
 TINY = {
     "model": "minilm",
     "hooks": ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre", "blocks.1.hook_mlp_out"],

@@ -12,10 +12,12 @@ Markdown markup, URLs, code, emoji and Chinese, Arabic and Devanagari text.
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,8 +25,11 @@ import nbformat
 import numpy as np
 import pypdf
 import pytest
+import yaml
 
-from sae_workbench import viz
+from sae_workbench import fonts, render, viz
+
+pytestmark = pytest.mark.slow  # real renders (Quarto where installed)
 
 REPO = Path(__file__).resolve().parents[1]
 QUARTO = shutil.which("quarto")
@@ -35,10 +40,10 @@ HOSTILE_TOKENS = [
     "www.cedarlakecampground.com/reser", "def f(x): return x**2", "1. item",
 ]
 SCRIPTS = {"chinese": "你好，世界。机器学习", "arabic": "مرحبا بالعالم", "devanagari": "नमस्ते दुनिया", "emoji": "🙂🚀🎉"}
-FONT_FOR = {  # fonts with real glyphs for each (PyPI's manimgx-fonts, or the system's where Quarto's Typst prefers them)
-    "chinese": ("NotoSansCJK",), "arabic": ("NotoSansArabic", "DejaVuSans"), "devanagari": ("NotoSansDevanagari",),
-    "emoji": ("NotoEmoji", "NotoColorEmoji"),
-}
+FONT_FOR = {"chinese": "NotoSansCJK", "arabic": "NotoSansArabic", "devanagari": "NotoSansDevanagari", "emoji": "NotoEmoji"}
+"""The family of the project's fonts (sae_workbench.fonts) that must set each script, in regular and bold."""
+BUILT_IN_FONTS = ("LibertinusSerif", "NewCM", "DejaVuSansMono", "FontAwesome")
+"""Fonts that Typst embeds in itself or Quarto ships (formats/typst/fonts): the only others a PDF may use."""
 TITLES = ["Preface", "Abstract", "Methods", "Hook blocks.1.hook_resid_pre", "Limitations"]
 
 
@@ -88,6 +93,7 @@ def build_book(root: Path, broken_typst: bool = False) -> Path:
                 _md(viz.figure_md(bar, "score-blocks.1.hook_resid_pre", "Held-out score per category.")),
                 _md("| token | n |\n|:--|--:|\n" + hostile_rows + "\n\n: Tokens from the data. {#tbl-tokens}"),
                 _md(f"**Feature 7** context: {context} **www**.cedarlakecampground.com and {' '.join(SCRIPTS.values())}"),
+                _md(f"In bold: **{' '.join(SCRIPTS.values())}**"),
                 _md(viz.highlight_md([
                     (_record(" ".join(HOSTILE_TOKENS), "python-01", "python"), np.linspace(0, 2, 40).astype(np.float32), 2.0, True),
                     (_record(" ".join(SCRIPTS.values()), "non_english-02", "non_english"), np.ones(12, dtype=np.float32), 1.0, False),
@@ -107,8 +113,21 @@ def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
 
 
+def no_system_fonts_env() -> dict:
+    """The environment with every system font hidden from Typst (its font
+    search reads fontconfig's file: point it at one that lists an empty
+    directory) and no TYPST_FONT_PATHS, so a PDF can only use fonts that the
+    render hands Typst itself, whatever this machine has installed."""
+    tmp = Path(tempfile.mkdtemp(prefix="no-system-fonts-"))
+    conf = tmp / "fonts.conf"
+    conf.write_text('<?xml version="1.0"?>\n<fontconfig><dir>' + str(tmp / "no-fonts-here") + "</dir></fontconfig>\n")
+    env = {k: v for k, v in os.environ.items() if k != "TYPST_FONT_PATHS"}
+    return env | {"FONTCONFIG_FILE": str(conf)}
+
+
 def _render_cli(report: Path):
-    return subprocess.run([sys.executable, "-m", "sae_workbench.render", str(report)], capture_output=True, text=True, timeout=900)
+    env = no_system_fonts_env()
+    return subprocess.run([sys.executable, "-m", "sae_workbench.render", str(report)], capture_output=True, text=True, timeout=900, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -197,17 +216,51 @@ def test_hostile_data_text_stays_text(book):
         assert t in text, t
 
 
-def test_non_latin_scripts_and_emoji_have_real_glyphs_in_the_pdf(book):
-    _, report, _ = book
-    reader, text = _pdf(report)
+def pdf_fonts(pdf: Path) -> set[str]:
+    """The PostScript names of the fonts a PDF embeds, without the subset prefix (ABCDEF+)."""
     fonts = set()
-    for page in reader.pages:
+    for page in pypdf.PdfReader(pdf).pages:
         for f in (page.get("/Resources") or {}).get("/Font", {}).values():
             f = f.get_object()
-            fonts.add(str(f.get("/BaseFont") or f["/FontDescriptor"]["/FontName"]))  # Type3 (emoji) fonts have no /BaseFont
-    for script in SCRIPTS:
-        assert any(name in f for name in FONT_FOR[script] for f in fonts), (script, sorted(fonts))
+            name = str(f.get("/BaseFont") or f["/FontDescriptor"]["/FontName"])  # Type3 fonts have no /BaseFont
+            fonts.add(re.sub(r"^/([A-Z]{6}\+)?", "", name).removesuffix("-Identity-H"))
+    return fonts
+
+
+def assert_project_fonts(pdf: Path) -> None:
+    """Each script of SCRIPTS is set in the project's own font files (fonts.font_dirs()), regular and bold,
+    and the PDF uses no font but those and Typst's or Quarto's built-in ones."""
+    own = fonts.postscript_names(fonts.font_dirs())
+    used = pdf_fonts(pdf)
+    for script, family in FONT_FOR.items():
+        for weight in ("Regular", "Bold"):
+            assert any(f.startswith(family) and f.endswith(weight) and f in own for f in used), (script, weight, sorted(used))
+    assert not [f for f in used if f not in own and not f.startswith(BUILT_IN_FONTS)], sorted(used)
+
+
+def test_non_latin_scripts_and_emoji_have_real_glyphs_in_the_pdf(book):
+    _, report, _ = book
+    _, text = _pdf(report)
+    assert_project_fonts(report / "_output" / "report.pdf")
     assert SCRIPTS["chinese"][:2] in text and "🚀" in text
+
+
+@pytest.mark.skipif(not QUARTO, reason="Quarto's font-paths resolution")
+def test_the_font_check_fails_where_quarto_gets_an_absolute_font_path(tmp_path):
+    """The control: the same book rendered by `quarto render` with the font
+    directories written as absolute paths (Quarto joins them onto the project
+    directory) has no project font, since Typst sees no system font here."""
+    report = build_book(tmp_path)
+    (report / "_pipeline.yml").write_text(yaml.safe_dump({
+        "book": {"chapters": render.write_chapters(report)},
+        "format": {"typst": {"font-paths": [str(d) for d in fonts.font_dirs()]}},
+    }))
+    r = subprocess.run([QUARTO, "render", str(report), "--to", "typst"], capture_output=True, text=True, timeout=900,
+                       env=no_system_fonts_env())
+    assert r.returncode == 0, r.stderr[-2000:]
+    with pytest.raises(AssertionError):
+        assert_project_fonts(report / "_output" / "report.pdf")
+    assert not any(f.startswith("NotoSans") for f in pdf_fonts(report / "_output" / "report.pdf"))
 
 
 def test_render_error_is_one_line_naming_the_chapter_and_keeps_the_previous_output(tmp_path):

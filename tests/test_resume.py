@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -19,6 +20,8 @@ from conftest import ROOT, raw_params, write_params
 from test_bad_input import HOOK, _encode_inputs
 
 from sae_workbench.activations import save_tensors
+
+pytestmark = pytest.mark.slow  # real dvc repro and stage processes
 
 
 def _digests(d: Path) -> dict[str, str]:
