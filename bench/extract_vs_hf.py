@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from sae_workbench.activations import length_batches, pad_batch, token_activations
+from sae_workbench.extraction import token_activations
 from sae_workbench.config import hook_layer, load_params
 from sae_workbench.data import read_texts
-from sae_workbench.models import load_model
+from sae_workbench.models import length_batches, load_model, pad_batch
 
 
 def main() -> None:

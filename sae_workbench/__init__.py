@@ -1,15 +1,10 @@
 """SAE interpretability workbench: extract, encode, analyse, steer, report.
 
-Modules: config (params.yaml), data (texts), models (loading, tokenising, the
-early-stopping forward pass), model_cache (GGUF -> cached fp32 Hugging Face
-directory), kinds (what a causal LM or an encoder measures), activations
-(per-token activation sets on disk), sae (custom SAE), features (encoded feature
-tables), analysis (statistics, co-activation, cards, cross-layer comparison),
-concept (concept-search command), interventions (edits of a hook: steer,
-ablate, splice, zero), causal_lm (next-token log-probs, generation steering),
-encoder (pooled embeddings, embedding steering), steering (ablation,
-attribution), viz (figures, token highlights for HTML and Typst), render
-(report to HTML and PDF, Quarto or pandoc + typst).
+The modules, layer by layer, are listed in README.md ("Library"): base
+(config, atomic, offline, determinism, cli), data, models (model_cache,
+models, edits), activations (activations, extraction), sae/, kinds/,
+features, analysis, steer/, report (report_kit, viz/, render, fonts,
+expdiff). A lower layer never imports a higher one.
 """
 
 # Before anything imports torch or numpy: pin what decides floating-point

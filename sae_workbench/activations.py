@@ -1,4 +1,6 @@
-"""Per-token activations on disk, with token strings and character offsets.
+"""Per-token activations on disk, with token strings and character offsets:
+the activation store that extraction (`extraction`) writes and SAE training,
+encoding and analysis read. Imports nothing about models.
 
 On-disk format of one activation set (a directory):
 
@@ -29,11 +31,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
-from .atomic import atomic_file, write_text
-from .data import Text
-from .models import ModelHandle, TokenizedText
+from .atomic import atomic_file
 
 
 @dataclass
@@ -52,7 +51,7 @@ class TokenTable:
         return [t["category"] for t in self.texts]
 
 
-def _kept_index(texts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+def kept_index(texts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     ti, pos = [], []
     for i, t in enumerate(texts):
         for p, s in enumerate(t["special"]):
@@ -60,90 +59,6 @@ def _kept_index(texts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
                 ti.append(i)
                 pos.append(p)
     return np.asarray(ti, dtype=np.int32), np.asarray(pos, dtype=np.int32)
-
-
-def extract_activations(
-    handle: ModelHandle,
-    texts: list[Text],
-    hooks: list[str],
-    out_dir: str | Path,
-    max_tokens: int,
-    batch_size: int,
-    desc: str = "extract",
-) -> TokenTable:
-    """Run the model once per batch for all hooks and write the on-disk format above."""
-    handle.check_hooks(hooks)
-    toks: list[TokenizedText] = [handle.tokenize(t.text, max_tokens) for t in texts]
-    per_text = token_activations(handle, toks, hooks, batch_size, desc)
-
-    records = [
-        {
-            "id": t.id,
-            "category": t.category,
-            "split": t.split,
-            "register": t.register,
-            "text": t.text,
-            "tokens": tk.tokens,
-            "offsets": [list(o) for o in tk.offsets],
-            "special": [int(s) for s in tk.special],
-        }
-        for t, tk in zip(texts, toks)
-    ]
-    text_index, position = _kept_index(records)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = handle.profile.name
-    for h in hooks:
-        acts = torch.cat(per_text[h]) if per_text[h] else torch.zeros(0, handle.d_model)
-        save_tensors(
-            out_dir / f"{h}.safetensors",
-            {
-                "acts": acts.contiguous(),
-                "text_index": torch.from_numpy(text_index),
-                "position": torch.from_numpy(position),
-            },
-            {"hook": h, "model": name},
-        )
-    write_text(
-        out_dir / "tokens.json",
-        json.dumps({"model": name, "hooks": hooks, "max_tokens": max_tokens, "texts": records}, ensure_ascii=False),
-    )
-    return TokenTable(records, text_index, position)
-
-
-def token_activations(
-    handle: ModelHandle, toks: list[TokenizedText], hooks: list[str], batch_size: int, desc: str = "extract"
-) -> dict[str, list[torch.Tensor]]:
-    """{hook: [per text: activations of its non-special tokens, [n_kept_i, d_model]]}.
-
-    Texts are batched by length (right padding, attention mask), so padding
-    never changes a token's activations; one forward pass serves all hooks."""
-    per_text: dict[str, list] = {h: [None] * len(toks) for h in hooks}
-    for idx in tqdm(length_batches(toks, batch_size), desc=desc, unit="batch"):
-        ids, mask = pad_batch([toks[i].ids for i in idx], handle.pad_id)
-        out = handle.run_hooks(ids, mask, hooks)
-        for row, i in enumerate(idx):
-            keep = torch.tensor([not s for s in toks[i].special])
-            for h in hooks:
-                per_text[h][i] = out[h][row, : len(toks[i].ids)][keep]
-    return per_text
-
-
-def length_batches(toks: list[TokenizedText], batch_size: int) -> list[list[int]]:
-    """Text indices in batches of similar length (less padding), in a fixed order."""
-    order = sorted(range(len(toks)), key=lambda i: (len(toks[i].ids), i))
-    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
-
-
-def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists into (ids, attention_mask)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        ids[r, : len(s)] = torch.tensor(s)
-        mask[r, : len(s)] = 1
-    return ids, mask
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -163,7 +78,7 @@ def load_token_table(act_dir: str | Path) -> TokenTable:
         raise ValueError(f"{path} is missing: run the extract stage first (dvc repro)") from None
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is corrupt ({e}); delete it and run dvc repro") from None
-    ti, pos = _kept_index(texts)
+    ti, pos = kept_index(texts)
     return TokenTable(texts, ti, pos)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from .config import Params, load_params
 from .atomic import write_text
-from .models import ModelUnavailable
+from .offline import ModelUnavailable
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .activations import load_token_table, token_activations
+from .activations import load_token_table
+from .extraction import token_activations
 from .analysis import concept_search
 from .cli import stage, write_json
 from .features import load_features

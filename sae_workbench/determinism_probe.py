@@ -31,7 +31,7 @@ def probe(texts_path: str, out_dir: str, steps: int = 3, params_path: str = "par
     import torch
     from safetensors.torch import save
 
-    from .activations import extract_activations
+    from .extraction import extract_activations
     from .config import load_params
     from .data import read_texts
     from .models import load_model

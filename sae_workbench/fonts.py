@@ -33,7 +33,7 @@ import importlib.util
 from pathlib import Path
 
 from .atomic import atomic_dir
-from .model_cache import cache_root
+from .offline import cache_root
 
 STATIC_PACKAGES = ("noto_cjk_sans_jp_regular", "noto_cjk_sans_jp_bold")
 """Packages of static fonts, handed to Typst as they are."""

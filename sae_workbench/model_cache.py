@@ -26,28 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-CACHE_ENV = "SAE_WORKBENCH_CACHE"
+from .offline import ModelUnavailable, cache_root, set_hub_offline
+
 CONVERSION_VERSION = 1
 """Bump when the conversion recipe changes: older cached directories are then ignored."""
 _NEEDED = ("config.json", "model.safetensors", "tokenizer_config.json")
-
-
-class ModelUnavailable(RuntimeError):
-    """The model (or its SAEs) cannot be loaded here; the message says why in one line."""
-
-
-def cache_root() -> Path:
-    """$SAE_WORKBENCH_CACHE, or ~/.cache/sae_workbench."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "sae_workbench"
-
-
-def set_hub_offline() -> None:
-    """Make the Hugging Face hub client offline, also when it was imported already."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    import huggingface_hub.constants
-
-    huggingface_hub.constants.HF_HUB_OFFLINE = True
 
 
 def _gguf_package(package: str):

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 from dataclasses import dataclass
 
 import torch
 
 from .config import HOOK_RE, ProfileConfig, hook_layer
-from .model_cache import ModelUnavailable, gguf_hf_dir, set_hub_offline
+from .model_cache import gguf_hf_dir
+from .offline import ModelUnavailable, hub_error_line, set_hub_offline, use_hub_or_cache
 
 HOOK_ORDER = {"resid_pre": 0, "attn_out": 1, "mlp_out": 2, "resid_post": 3}
 """Order in which a block's hook points fire (pre-norm and post-norm blocks alike)."""
@@ -159,26 +159,6 @@ def _bridge_dir(package: str) -> str:
     raise ModelUnavailable(f"package {package!r} does not expose get_model_path()")
 
 
-def use_hub_or_cache(host: str = "huggingface.co", timeout: float = 3.0) -> None:
-    """Fail fast offline: if the hub cannot be reached, put the hub client in
-    offline mode, so files already in the local cache still load and missing
-    ones fail at once instead of after minutes of retries."""
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        import huggingface_hub.constants
-
-        huggingface_hub.constants.HF_HUB_OFFLINE = True
-
-
-def hub_error_line(what: str, err: BaseException) -> str:
-    return (
-        f"{what} needs the Hugging Face hub (huggingface.co), which is unreachable here and the files are "
-        f"not in the local cache ({type(err).__name__}); run it with internet access, or use an offline profile: model: gemma or model: minilm"
-    )
-
-
 def _load_gguf(profile: ProfileConfig, device: str) -> ModelHandle:
     """The profile's GGUF package as a HookedTransformer, offline: the cached fp32
     conversion (made on first use, `model_cache.gguf_hf_dir`) fills the weights of
@@ -232,3 +212,20 @@ def load_model(profile: ProfileConfig, device: str = "cpu") -> ModelHandle:
         raise ModelUnavailable(hub_error_line(f"model {profile.name!r}", e)) from None
     model.eval()
     return ModelHandle(model=model, tokenizer=model.tokenizer, profile=profile, prepend_bos=True)
+
+
+def length_batches(toks: list[TokenizedText], batch_size: int) -> list[list[int]]:
+    """Text indices in batches of similar length (less padding), in a fixed order."""
+    order = sorted(range(len(toks)), key=lambda i: (len(toks[i].ids), i))
+    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists into (ids, attention_mask)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, : len(s)] = torch.tensor(s)
+        mask[r, : len(s)] = 1
+    return ids, mask

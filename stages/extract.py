@@ -5,7 +5,7 @@ $ python stages/extract.py --texts data/prepared/corpus.jsonl --out data/activat
 
 import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
 
-from sae_workbench.activations import extract_activations
+from sae_workbench.extraction import extract_activations
 from sae_workbench.cli import stage
 from sae_workbench.data import read_texts
 from sae_workbench.models import load_model

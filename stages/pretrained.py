@@ -19,7 +19,8 @@ from pathlib import Path
 
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.kinds import model_kind
-from sae_workbench.models import ModelUnavailable, load_model
+from sae_workbench.models import load_model
+from sae_workbench.offline import ModelUnavailable
 from sae_workbench.sae.io import load_sae
 from sae_workbench.sae.metrics import reconstruction_metrics
 from sae_workbench.sae.train import split_activation_set

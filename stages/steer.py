@@ -16,7 +16,7 @@ from sae_workbench.data import read_texts
 from sae_workbench.kinds import model_kind
 from sae_workbench.models import load_model
 from sae_workbench.sae.io import load_sae
-from sae_workbench.steer_study import steer_study
+from sae_workbench.steer.study import steer_study
 
 
 def args(p):

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from sae_workbench.activations import extract_activations, load_acts, load_token_table, token_activations
+from sae_workbench.activations import load_acts, load_token_table
+from sae_workbench.extraction import extract_activations, token_activations
 from sae_workbench.data import Text
 
 TEXTS = [

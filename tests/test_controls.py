@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from sae_workbench.analysis import paired_auroc_test
-from sae_workbench.causal_lm import greedy_continuation, log_probs, steer_generation
+from sae_workbench.kinds.causal_lm import log_probs
+from sae_workbench.steer.generation import greedy_continuation, steer_generation
 from sae_workbench.config import CATEGORIES
-from sae_workbench.interventions import edit_hook, feature_edit
+from sae_workbench.edits import edit_hook, feature_edit
 from sae_workbench.stability import best_match, mean_and_spread, pair_stability, unit_decoder
 
 from test_gpt2_path import HOOKS, _bos_text, _random_sae
@@ -119,7 +120,7 @@ def test_paired_auroc_test_verdicts():
 def test_text_classifier_is_an_independent_judge():
     from conftest import ROOT
     from sae_workbench.data import read_texts
-    from sae_workbench.text_classifier import fit_classifier
+    from sae_workbench.steer.judge import fit_classifier
 
     texts = read_texts(ROOT / "data/texts/labelled.jsonl")
     clf = fit_classifier(texts)

@@ -3,7 +3,8 @@ a perfect reconstruction scores 1, a useless one about 0."""
 
 import torch
 
-from sae_workbench.sae.metrics import ce_loss_recovered, embedding_fidelity
+from sae_workbench.kinds.causal_lm import ce_loss_recovered
+from sae_workbench.kinds.encoder import embedding_fidelity
 
 from test_gpt2_path import _bos_text
 

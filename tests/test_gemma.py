@@ -10,10 +10,10 @@ import types
 import pytest
 import torch
 
-from sae_workbench.activations import pad_batch, token_activations
-from sae_workbench.causal_lm import LOGIT_CHUNK, final_residual, log_probs, token_logprobs
+from sae_workbench.extraction import token_activations
+from sae_workbench.models import pad_batch
+from sae_workbench.kinds.causal_lm import LOGIT_CHUNK, ce_loss_recovered, final_residual, log_probs, token_logprobs
 from sae_workbench.kinds import model_kind
-from sae_workbench.sae.metrics import ce_loss_recovered
 
 from test_activations import fired_hooks
 from test_fidelity import Constant, Perfect
@@ -122,7 +122,7 @@ def test_pretrained_sae_offline_is_one_line_and_fast(params, tmp_path):
 
     get_pretrained_saes_directory()  # SAELens's import and its 1.5 MB registry parse (cached) are not the failure's time
 
-    from sae_workbench.models import ModelUnavailable
+    from sae_workbench.offline import ModelUnavailable
     from sae_workbench.sae.io import load_sae
 
     pretrained = dataclasses.replace(params.model, sae_source="pretrained")
@@ -140,13 +140,13 @@ def test_pretrained_sae_offline_is_one_line_and_fast(params, tmp_path):
 
 @pytest.fixture
 def fake_gguf(monkeypatch, tmp_path):
-    from sae_workbench import model_cache
+    from sae_workbench import model_cache, offline
 
     mod = types.ModuleType("fake_gguf_pkg")
     mod.MODEL_NAME, mod.EXPECTED_SHA256 = "fake.gguf", "ab" * 32
     mod.assemble = lambda path: path
     monkeypatch.setitem(sys.modules, "fake_gguf_pkg", mod)
-    monkeypatch.setenv(model_cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(offline.CACHE_ENV, str(tmp_path / "cache"))
     calls = []
 
     def convert(package, out, fail=False):
@@ -184,7 +184,7 @@ def test_steered_generation_moves_towards_the_feature(gemma):
     from sae_lens.saes.sae import SAEMetadata
     from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 
-    from sae_workbench.causal_lm import steer_generation
+    from sae_workbench.steer.generation import steer_generation
 
     hook = "blocks.9.hook_resid_post"
     sae = StandardSAE(StandardSAEConfig(d_in=640, d_sae=32, metadata=SAEMetadata(hook_name=hook)))

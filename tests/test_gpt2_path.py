@@ -9,11 +9,11 @@ import yaml
 from sae_lens.saes.sae import SAEMetadata
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 
-from sae_workbench.activations import token_activations
+from sae_workbench.extraction import token_activations
 from sae_workbench.features import encode_sparse
 from sae_workbench.models import TokenizedText
-from sae_workbench.causal_lm import steer_generation
-from sae_workbench.interventions import add_direction_hook
+from sae_workbench.steer.generation import steer_generation
+from sae_workbench.edits import add_direction_hook
 
 from conftest import ROOT
 
@@ -106,7 +106,7 @@ def test_pretrained_sae_offline_is_one_clear_error(params, tmp_path):
     import pytest
 
     from sae_workbench.config import ProfileConfig
-    from sae_workbench.models import ModelUnavailable
+    from sae_workbench.offline import ModelUnavailable
     from sae_workbench.sae.io import load_sae
 
     gpt2 = ProfileConfig(loader="hooked_transformer", name="gpt2-small", n_layers=12, kind="causal_lm", sae_source="pretrained", sae_release="gpt2-small-res-jb")

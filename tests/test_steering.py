@@ -16,17 +16,20 @@ from sae_lens.saes.sae import SAEMetadata
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 from test_gpt2_path import _bos_text
 
-from sae_workbench.activations import pad_batch
+from sae_workbench.models import pad_batch
 from sae_workbench.config import SAEConfig, SteerConfig, load_params
 from sae_workbench.data import read_texts, write_texts
 from sae_workbench.features import encode_sparse, save_features
 from sae_workbench.sae.buffer import ShuffledBuffer, tensor_reader
 from sae_workbench.sae.io import save_for_saelens, to_saelens
 from sae_workbench.sae.train import train_sae
-from sae_workbench.causal_lm import generation_study, logprob_metric
-from sae_workbench.encoder import category_centroids, embedding_metric, pooled_embeddings, separation, steer_sentence_embeddings
-from sae_workbench.interventions import best_coefficient, edit_hook, feature_edit, hook_activations, keep_mask
-from sae_workbench.steering import ablation_study, ablation_subsets, feature_attribution, matched_control
+from sae_workbench.steer.generation import generation_study, logprob_metric
+from sae_workbench.kinds.encoder import pooled_embeddings
+from sae_workbench.steer.embedding import category_centroids, embedding_metric, separation, steer_sentence_embeddings
+from sae_workbench.edits import edit_hook, feature_edit, hook_activations, keep_mask
+from sae_workbench.steer.sweep import best_coefficient
+from sae_workbench.steer.ablation import ablation_study, ablation_subsets, matched_control
+from sae_workbench.steer.attribution import feature_attribution
 
 HOOK = "blocks.3.hook_resid_pre"
 GPT_HOOK = "blocks.2.hook_resid_pre"

@@ -68,7 +68,7 @@ def load_sae(profile, hook: str, sae_dir: str | Path, device: str = "cpu"):
                              f"delete {path} and re-run dvc repro (stage train_sae@{hook})") from None
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
-    from ..models import ModelUnavailable, hub_error_line, use_hub_or_cache
+    from ..offline import ModelUnavailable, hub_error_line, use_hub_or_cache
 
     release, sae_id = profile.pretrained_sae(hook)
     directory = get_pretrained_saes_directory()

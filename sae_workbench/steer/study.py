@@ -6,8 +6,9 @@ specialists, with the measures the model's kind defines.
     study.to_json()       # everything, for data/steer/results.json
     study.metrics_json()  # headline numbers, for metrics/steer.json
 
-Definitions of every measure: `causal_lm` (causal LMs), `encoder` (encoders),
-`steering` (ablation, attribution); `kinds.ModelKind` picks.
+Definitions of every measure: `steer.generation` (causal LMs), `steer.embedding`
+(encoders), `steer.ablation`, `steer.attribution`; the model kind's `steering`
+names which of STEERING applies.
 - steering sweep of cfg.coefficients (x the feature's max activation) in
   cfg.mode (and the other mode too if cfg.both_modes), every other category's
   specialist too if cfg.all_specialists;
@@ -24,10 +25,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .config import CATEGORIES, SteerConfig
-from .features import load_features
-from .interventions import MODES, slope
-from .steering import ablation_roles, ablation_study, ablation_subsets, feature_attribution
+from ..config import CATEGORIES, SteerConfig
+from ..edits import MODES
+from ..features import load_features
+from ..kinds.base import ModelKind
+from .ablation import ablation_roles, ablation_study, ablation_subsets
+from .attribution import feature_attribution
+from .embedding import EmbeddingSteering
+from .generation import GenerationSteering
+from .sweep import Steering, slope
+
+STEERING: dict[str, Steering] = {s.name: s for s in (GenerationSteering(), EmbeddingSteering())}
+"""How each model kind is steered, by `ModelKind.steering`."""
+
+
+def steering_for(kind: ModelKind) -> Steering:
+    return STEERING[kind.steering]
 
 
 @dataclass
@@ -82,7 +95,7 @@ class SteerStudy:
         return rounded(out)
 
 
-def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, features_path: str | Path, seed: int,
+def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: ModelKind, features_path: str | Path, seed: int,
                 max_tokens: int) -> SteerStudy:
     """The study (module docstring); specs: the hook's specialists (data/analysis/<hook>.json)."""
     if cfg.category not in specs:
@@ -94,12 +107,13 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
     modes = [cfg.mode] + ([m for m in MODES if m != cfg.mode] if cfg.both_modes else [])
 
     # steering, as the model's kind does it (generation or embedding drift)
-    ctx = kind.steering_context(handle, texts, cfg, max_tokens)
+    steering = steering_for(kind)
+    ctx = steering.steering_context(handle, texts, cfg, max_tokens)
     tok, held = ctx.tokenize, ctx.held
-    sweeps = {m: kind.sweep(handle, sae, feature, cfg.hook, max_act, coefs, ctx, cfg.category, m, cfg)
+    sweeps = {m: steering.sweep(handle, sae, feature, cfg.hook, max_act, coefs, ctx, cfg.category, m, cfg)
               for m in tqdm(modes, desc=f"steer {cfg.category} feature {feature}", unit="mode")}
     g = sweeps[cfg.mode]
-    res_fields, met_fields = kind.headline(g, coefs, ctx, cfg.category, cfg)
+    res_fields, met_fields = steering.headline(g, coefs, ctx, cfg.category, cfg)
     per_feature = per_feature_metrics = abl_result = None
 
     def judged(r):
@@ -114,9 +128,9 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
             f, m = int(specs[c]["feature"]), float(specs[c]["max_act"])
             if m <= 0:
                 continue
-            r = g if c == cfg.category else kind.sweep(handle, sae, f, cfg.hook, m, coefs, ctx, c, cfg.mode, cfg)
+            r = g if c == cfg.category else steering.sweep(handle, sae, f, cfg.hook, m, coefs, ctx, c, cfg.mode, cfg)
             per_feature[c] = {"feature": f, "max_act": m, "significant": specs[c].get("significant"), **asdict(r)}
-            per_feature_metrics[c] = {"feature": f, "slope": slope(coefs, kind.curve(r, c)), **judged(r), "best_coefficient": r.best_coefficient}
+            per_feature_metrics[c] = {"feature": f, "slope": slope(coefs, steering.curve(r, c)), **judged(r), "best_coefficient": r.best_coefficient}
 
     # ablation: every specialist of the hook, and a frequency-matched random control
     labels = [t.category for t in held]
@@ -128,14 +142,14 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
         rng = np.random.default_rng(seed)
         chosen = {c: int(specs[c]["feature"]) for c in CATEGORIES if c in specs}
         roles = ablation_roles(chosen, freq, rng, cfg.control_candidates)
-        scores = kind.ablation_scores(handle, [tok(t) for t in held], labels, ctx)
-        abl = ablation_study(scores, sae, cfg.hook, roles, labels, accuracy=kind.ablation_accuracy,
+        scores = steering.ablation_scores(handle, [tok(t) for t in held], labels, ctx)
+        abl = ablation_study(scores, sae, cfg.hook, roles, labels, accuracy=steering.ablation_accuracy,
                              subsets=ablation_subsets(labels, cfg.ablation_texts))
         for c, r in abl.items():
             for role in r.values():
                 role["frequency"] = float(freq[role["feature"]])
             r["specialist"]["significant"] = specs[c].get("significant")
-        abl_result = {"score": kind.ablation_score, "drop": "mean over the category's scored held-out texts of score(clean) - score(ablated)",
+        abl_result = {"score": steering.ablation_score, "drop": "mean over the category's scored held-out texts of score(clean) - score(ablated)",
                       "texts_per_category": cfg.ablation_texts, "texts": [t.id for t in held], "categories": abl}
 
     # attribution
@@ -143,7 +157,7 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind, f
     text = next((t for t in texts if t.id == pick), None)
     if text is None:
         raise ValueError(f"steer.attribution_text {pick!r} is not a text id of the evaluation texts")
-    metric, metric_name = kind.attribution_metric(ctx, text.category)
+    metric, metric_name = steering.attribution_metric(ctx, text.category)
     att = feature_attribution(handle, sae, cfg.hook, tok(text), metric, cfg.attribution_top, 3, (feature,))
     att.update(text_id=text.id, category=text.category, text=text.text, metric_name=metric_name)
     return SteerStudy(

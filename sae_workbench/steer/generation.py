@@ -1,21 +1,12 @@
-"""What a causal language model (kind 'causal_lm': Gemma 3 270M, GPT-2) measures:
-next-token distributions, so losses and generated text.
-
-Log-probabilities are made in one place, `log_probs` (final norm, unembedding,
-logit soft-cap, log-softmax), applied to the residual after the last block in
-chunks of LOGIT_CHUNK positions: a 262k-token vocabulary never materialises a
-[batch, pos, vocab] tensor. Everything below (next-token log-probs, the
-generation measures, the attribution metric, CE loss and KL in `sae.metrics`)
-goes through it.
-
-Steering (edits as in `interventions`; m the feature's maximum observed
+"""Steering a causal language model (kind 'causal_lm'): greedy generation
+with a feature edited in. Steering (edits as in `edits`; m the feature's maximum observed
 activation, coefficients c multiples of m): greedy continuations of prompts with
 the edit at every non-BOS position:
     feature_activation   mean f_i over the generated tokens in the steered pass
     concept_score        mean f_i over the generated tokens when the UNSTEERED model
                          reads prompt + continuation (does the text carry the concept?)
     classifier_prob      P(category | continuation) under a character n-gram classifier
-                         fitted on labelled texts (`text_classifier`): an independent
+                         fitted on labelled texts (`steer.judge`): an independent
                          judge, blind to the model and the SAE
     boosted_mass         mean over generation steps of the steered next-token probability
                          of the top_tokens tokens that d_i @ W_U raises most (direct path,
@@ -36,88 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .activations import length_batches, pad_batch
-from .interventions import Edit, best_coefficient, edit_hook, encode_feature, feature_edit, keep_mask
-from .models import ModelHandle, TokenizedText
-
-LOGIT_CHUNK = 64
-"""Positions whose logits exist at once: 64 x 262,144 x 4 bytes = 67 MB for Gemma 3."""
-
-
-def final_residual(handle: ModelHandle, ids: torch.Tensor, mask: torch.Tensor | None = None, fwd_hooks=()) -> torch.Tensor:
-    """[batch, pos, d_model] residual stream after the last block (before the final
-    norm), with `fwd_hooks` applied: the forward pass without its LM head."""
-    if mask is None:
-        mask = torch.ones_like(ids)
-    return handle.model.run_with_hooks(ids, attention_mask=mask, fwd_hooks=list(fwd_hooks), stop_at_layer=handle.n_layers)
-
-
-def log_probs(model, resid: torch.Tensor) -> torch.Tensor:
-    """Next-token log-probabilities [..., vocab] (float32) from final residuals [..., d_model]:
-    the model's final norm, unembedding and logit soft-cap, as its own forward pass applies them.
-    The one log-prob helper: call it on at most LOGIT_CHUNK positions at a time."""
-    from transformer_lens.utilities.activation_functions import apply_softcap
-
-    x = model.ln_final(resid) if getattr(model.cfg, "normalization_type", None) is not None else resid
-    logits = apply_softcap(torch.nn.functional.linear(x, unembed_rows(model), model.unembed.b_U), model.cfg.output_logits_soft_cap)
-    return torch.log_softmax(logits.float(), -1)
-
-
-def unembed_rows(model) -> torch.Tensor:
-    """W_U as [vocab, d_model] rows, contiguous: what TransformerLens's Unembed multiplies
-    by (it copies W_U.T.contiguous() on every call, 671 MB for Gemma 3). Made once per model:
-    the tied embedding W_E when it equals W_U.T (no copy), else a cached copy."""
-    rows = model.__dict__.get("_workbench_unembed_rows")
-    if rows is None or rows.device != model.W_U.device:
-        w_u = model.W_U.detach()
-        w_e = getattr(model, "W_E", None)
-        tied = w_e is not None and w_e.shape == w_u.T.shape and w_e.is_contiguous() and torch.equal(w_e.detach(), w_u.T)
-        rows = w_e.detach() if tied else w_u.T.contiguous()
-        model.__dict__["_workbench_unembed_rows"] = rows
-    return rows
-
-
-def target_logprobs(model, resid: torch.Tensor, targets: torch.Tensor, chunk: int = LOGIT_CHUNK) -> torch.Tensor:
-    """[n] log p(targets[j] | resid[j]) for resid [n, d_model], in chunks (differentiable)."""
-    parts = [log_probs(model, resid[a : a + chunk]).gather(-1, targets[a : a + chunk, None].to(resid.device))[:, 0]
-             for a in range(0, resid.shape[0], chunk)]
-    return torch.cat(parts) if parts else resid.new_zeros(0)
-
-
-def token_logprobs(handle: ModelHandle, ids: torch.Tensor, mask: torch.Tensor, fwd_hooks=(), chunk: int = LOGIT_CHUNK) -> torch.Tensor:
-    """[batch, pos - 1] log-probability of each actual next token ids[:, t + 1] given
-    ids[:, : t + 1], with `fwd_hooks` applied; 0 where the next token is padding.
-    Differentiable (the attribution metric's gradient flows through it)."""
-    resid = final_residual(handle, ids, mask, fwd_hooks)[:, :-1]
-    sel = mask[:, 1:].bool().to(resid.device)
-    out = torch.zeros(sel.shape, dtype=torch.float32, device=resid.device)
-    out[sel] = target_logprobs(handle.model, resid[sel], ids[:, 1:].to(resid.device)[sel], chunk)
-    return out
-
-
-@torch.no_grad()
-def next_token_logprobs(
-    handle: ModelHandle, toks: list[TokenizedText], hook: str | None = None, edit: Edit | None = None, batch_size: int = 8
-) -> torch.Tensor:
-    """[n_texts] mean log-probability of each text's actual next tokens (every
-    token after the first, predicted from its prefix), optionally with `edit` at `hook`."""
-    out = torch.zeros(len(toks))
-    for idx in length_batches(toks, batch_size):
-        chunk = [toks[i] for i in idx]
-        ids, mask = pad_batch([t.ids for t in chunk], handle.pad_id)
-        hooks = [] if edit is None else [(hook, edit_hook(edit, keep_mask(chunk, ids.shape[1])))]
-        lp = token_logprobs(handle, ids, mask, hooks)
-        m = mask[:, 1:].float()
-        out[idx] = ((lp.cpu() * m).sum(1) / m.sum(1).clamp(min=1))
-    return out
+from ..edits import edit_hook, encode_feature, feature_edit
+from ..kinds.causal_lm import LOGIT_CHUNK, final_residual, log_probs, next_token_logprobs, target_logprobs, token_logprobs
+from ..models import ModelHandle
+from .judge import fit_classifier
+from .sweep import Steering, SteeringContext, best_coefficient, per_coef, pick, slope, tokenizer
 
 
 def logprob_metric(handle, ids, mask, hooks) -> torch.Tensor:
     """Attribution metric: mean log-probability of the text's actual next tokens (differentiable)."""
     return token_logprobs(handle, ids, mask, hooks)[0].mean()
-
-
-# ---------------------------------------------------------------- steering
 
 
 def boosted_tokens(handle: ModelHandle, sae, feature: int, k: int) -> list[int]:
@@ -259,3 +178,50 @@ def generation_study(
     best = best_coefficient(list(coefficients), col("concept_score"), col("perplexity"), max_ppl_ratio * unsteered["perplexity"])
     return GenerationResult(mode, list(coefficients), col("feature_activation"), col("concept_score"), col("classifier_prob"), col("boosted_mass"),
                             col("perplexity"), unsteered, boosted_tokens(handle, sae, feature, top_tokens), best, rule, rows)
+
+
+class GenerationSteering(Steering):
+    """Causal LMs: continuations of cfg.prompts, judged by the feature read back
+    (concept score), the independent classifier and the unsteered model's perplexity."""
+
+    name = "generation"
+    ablation_score = "mean log-probability of the actual next tokens"
+    attribution_metric_name = "mean next-token log-prob"
+
+    def steering_context(self, handle, texts, cfg, max_tokens):
+        tok = tokenizer(handle, max_tokens)
+        prompts = [torch.tensor([handle.tokenize(p, max_tokens).ids]) for p in cfg.prompts]
+        return SteeringContext(tokenize=tok, held=[t for t in texts if t.split == "heldout"], prompts=prompts,
+                               classifier=fit_classifier(texts))
+
+    def sweep(self, handle, sae, feature, hook, max_act, coefs, ctx, category, mode, cfg):
+        judge = None
+        if ctx.classifier is not None and category in ctx.classifier.categories:
+            judge = lambda texts: ctx.classifier.proba(texts, category)
+        return generation_study(handle, sae, feature, hook, max_act, coefs, ctx.prompts, cfg.max_new_tokens, mode,
+                                cfg.max_ppl_ratio, cfg.top_tokens, judge)
+
+    def curve(self, result, category):
+        return result.concept_score
+
+    def headline(self, result, coefs, ctx, category, cfg):
+        g = result
+        res = dict(generations=g.rows, feature_activation=g.feature_activation, concept_score=g.concept_score,
+                   classifier_prob=g.classifier_prob, boosted_mass=g.boosted_mass, perplexity=g.perplexity)
+        if ctx.classifier is not None:
+            res["classifier"] = {"fitted_on": ctx.classifier.fitted_on, "n_fit": ctx.classifier.n_fit,
+                                 "accuracy_other_split": ctx.classifier.accuracy,
+                                 "model": "TF-IDF char 1-4-grams + logistic regression (sae_workbench/steer/judge.py)"}
+        met = dict(
+            feature_activation=per_coef(coefs, g.feature_activation), activation_slope=slope(coefs, g.feature_activation),
+            concept_score=per_coef(coefs, g.concept_score), classifier_prob=per_coef(coefs, g.classifier_prob),
+            boosted_mass=per_coef(coefs, g.boosted_mass),
+            perplexity=per_coef(coefs, g.perplexity), unsteered_perplexity=g.unsteered["perplexity"],
+        )
+        return res, met
+
+    def ablation_scores(self, handle, toks, labels, ctx):
+        return lambda hook=None, edit=None, idx=None: next_token_logprobs(handle, pick(toks, idx), hook, edit)
+
+    def attribution_metric(self, ctx, category):
+        return logprob_metric, self.attribution_metric_name

@@ -1,5 +1,6 @@
-"""Edits of a hook's activations, shared by every model kind: the fidelity
-splice, steering, ablation and attribution all go through these.
+"""Edits of a hook's activations: the one place a forward pass is changed.
+The fidelity splice and zero-ablation (`kinds`), steering, ablation and
+attribution (`steer`) all go through these; they sit below both.
 
 Feature i of the SAE at a hook reads f_i(x) from the activation x of a token and
 writes along its decoder direction d_i = W_dec[i]. Every edit touches kept tokens
@@ -18,12 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from .activations import length_batches, pad_batch
 from .config import STEER_MODES
-from .models import ModelHandle, TokenizedText
+from .models import ModelHandle, TokenizedText, length_batches, pad_batch
 
 MODES = STEER_MODES
 
@@ -125,15 +124,3 @@ def hook_activations(handle: ModelHandle, toks: list[TokenizedText], hook: str, 
     return x, keep_mask(toks, width)
 
 
-def best_coefficient(coefficients: list[float], score: list[float], cost: list[float], max_cost: float) -> float | None:
-    """The coefficient with the highest score among those with cost <= max_cost
-    (ties: the smaller |coefficient|); None when none qualifies."""
-    ok = [i for i, c in enumerate(cost) if c <= max_cost]
-    if not ok:
-        return None
-    return coefficients[max(ok, key=lambda i: (score[i], -abs(coefficients[i])))]
-
-
-def slope(x: list[float], y: list[float]) -> float:
-    """Least-squares slope of y on x."""
-    return float(np.polyfit(np.asarray(x, dtype=float), np.asarray(y, dtype=float), 1)[0])

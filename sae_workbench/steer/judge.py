@@ -2,7 +2,7 @@
 classifier fitted on labelled texts, blind to the model and its SAEs.
 
 Steering a feature should make generated text *become* its category; the
-feature's own activation on that text is one measure (`causal_lm`), but it is
+feature's own activation on that text is one measure (`steer.generation`), but it is
 the steered feature judging itself. This classifier is the second, independent
 measure: TF-IDF over character 1-4-grams inside word boundaries (sublinear tf),
 then multinomial logistic regression (scikit-learn, C=10, lbfgs), fitted on the

@@ -1,7 +1,5 @@
-"""What a sentence encoder (kind 'encoder', e.g. all-MiniLM-L6-v2) measures:
-it has no LM head, so its output is the pooled sentence embedding.
-
-Steering (edits as in `interventions`; m the feature's maximum observed
+"""Steering a sentence encoder (kind 'encoder'): embedding drift towards a
+category. Steering (edits as in `edits`; m the feature's maximum observed
 activation, coefficients c multiples of m): held-out texts of other categories
 are steered and their pooled sentence embeddings compared with the category
 centroids (the normalised mean embedding of each category's unsteered train texts):
@@ -15,7 +13,7 @@ centroids (the normalised mean embedding of each category's unsteered train text
 Ablation score per text: separation = cos(emb, own centroid) - max over other
 categories of cos(emb, centroid) (> 0 exactly when the nearest centroid is the
 text's own category). Attribution metric: cos(pooled embedding, own-category centroid).
-Fidelity: `sae.metrics.embedding_fidelity`.
+Fidelity: `kinds.encoder.embedding_fidelity`.
 """
 
 from __future__ import annotations
@@ -24,49 +22,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .activations import length_batches, pad_batch
-from .interventions import Edit, best_coefficient, edit_hook, encode_feature, feature_edit, hook_activations, keep_mask, masked_mean
-from .models import ModelHandle, TokenizedText
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sentence-transformers pooling: mean over attended tokens, then L2-normalised."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-    return torch.nn.functional.normalize(pooled, dim=-1)
-
-
-@torch.no_grad()
-def pooled_embeddings(
-    handle: ModelHandle, toks: list[TokenizedText], hook: str | None = None, edit: Edit | None = None, batch_size: int = 32
-) -> torch.Tensor:
-    """[n_texts, d_model] pooled final-layer embeddings, optionally with `edit`
-    applied to the residual stream at `hook` (on kept tokens)."""
-    out = torch.zeros(len(toks), handle.d_model)
-    for idx in length_batches(toks, batch_size):
-        chunk = [toks[i] for i in idx]
-        ids, mask = pad_batch([t.ids for t in chunk], handle.pad_id)
-        cap: dict[str, torch.Tensor] = {}
-
-        def grab(x, hook=None, cap=cap):
-            cap["h"] = x.detach()
-            return x
-
-        hooks = [(handle.final_hook, grab)]
-        if edit is not None:
-            hooks.insert(0, (hook, edit_hook(edit, keep_mask(chunk, ids.shape[1]))))
-        handle.model.run_with_hooks(ids, attention_mask=mask, fwd_hooks=hooks)
-        out[idx] = mean_pool(cap["h"].float().cpu(), mask)
-    return out
+from ..config import CATEGORIES
+from ..edits import encode_feature, feature_edit, hook_activations, masked_mean
+from ..kinds.encoder import mean_pool, pooled_embeddings
+from ..models import ModelHandle, TokenizedText
+from .sweep import Steering, SteeringContext, best_coefficient, per_coef, pick, slope, tokenizer
 
 
 @torch.no_grad()
 def category_centroids(handle: ModelHandle, toks: dict[str, list[TokenizedText]]) -> dict[str, torch.Tensor]:
     """{category: normalised mean of its texts' (unsteered) pooled embeddings}."""
     return {c: torch.nn.functional.normalize(pooled_embeddings(handle, t).mean(0), dim=0) for c, t in toks.items()}
-
-
-# ---------------------------------------------------------------- steering
 
 
 @dataclass
@@ -131,9 +97,6 @@ def steer_sentence_embeddings(
     return SteerResult(mode, list(coefficients), sim, nearest, drift, acts, unsteered, best, rule)
 
 
-# ---------------------------------------------------------------- ablation and attribution
-
-
 def separation(emb: torch.Tensor, centroids: dict[str, torch.Tensor], labels: list[str]) -> torch.Tensor:
     """[n] cos(emb, own centroid) - max over the other categories of cos(emb, centroid)."""
     cats = list(centroids)
@@ -158,3 +121,48 @@ def embedding_metric(centroid: torch.Tensor):
         return (mean_pool(cap["h"].float(), mask)[0] * centroid).sum()
 
     return metric
+
+
+class EmbeddingSteering(Steering):
+    """Encoders: held-out texts of the other categories steered, their pooled
+    embeddings compared with the category centroids."""
+
+    name = "embedding_drift"
+    ablation_score = "separation = cos(emb, own centroid) - max cos(emb, other centroids)"
+    ablation_accuracy = True
+    attribution_metric_name = "cos(pooled embedding, {category} centroid)"
+
+    def steering_context(self, handle, texts, cfg, max_tokens):
+        tok = tokenizer(handle, max_tokens)
+        train = {c: [tok(t) for t in texts if t.category == c and t.split == "train"] for c in CATEGORIES}
+        return SteeringContext(tokenize=tok, held=[t for t in texts if t.split == "heldout"],
+                               centroids=category_centroids(handle, train))
+
+    def steered_texts(self, ctx, category, cfg):
+        """Held-out texts of the other categories, the first n_texts."""
+        return [t for t in ctx.held if t.category != category][: cfg.n_texts]
+
+    def sweep(self, handle, sae, feature, hook, max_act, coefs, ctx, category, mode, cfg):
+        toks = [ctx.tokenize(t) for t in self.steered_texts(ctx, category, cfg)]
+        return steer_sentence_embeddings(handle, sae, feature, hook, max_act, coefs, ctx.centroids, toks, category, mode, cfg.max_drift)
+
+    def curve(self, result, category):
+        return result.similarity[category]
+
+    def headline(self, result, coefs, ctx, category, cfg):
+        g = result
+        target = g.similarity[category]
+        res = dict(similarity=g.similarity, nearest_target_frac=g.nearest_target_frac, drift=g.drift,
+                   feature_activation=g.feature_activation, steered_texts=[t.id for t in self.steered_texts(ctx, category, cfg)])
+        met = dict(
+            target_similarity=per_coef(coefs, target), target_similarity_slope=slope(coefs, target),
+            nearest_target_frac=per_coef(coefs, g.nearest_target_frac), drift_at_max_coef=g.drift[-1],
+        )
+        return res, met
+
+    def ablation_scores(self, handle, toks, labels, ctx):
+        return lambda hook=None, edit=None, idx=None: separation(pooled_embeddings(handle, pick(toks, idx), hook, edit),
+                                                                 ctx.centroids, pick(labels, idx))
+
+    def attribution_metric(self, ctx, category):
+        return embedding_metric(ctx.centroids[category]), self.attribution_metric_name.format(category=category)
