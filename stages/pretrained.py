@@ -19,10 +19,10 @@ from pathlib import Path
 
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.kinds import model_kind
+from sae_workbench.measure import measure_sae
 from sae_workbench.models import load_model
 from sae_workbench.offline import ModelUnavailable
 from sae_workbench.sae.io import load_sae
-from sae_workbench.sae.metrics import reconstruction_metrics
 from sae_workbench.sae.train import split_activation_set
 
 KEYS = ("explained_variance", "l0", "dead_frac")
@@ -65,12 +65,15 @@ def main(args, params):
             out["hooks"][h] = {**row, "available": False, "reason": unreachable[release]}
             continue
         split = split_activation_set(args.acts, h, params.sae.eval_frac, params.seed)
-        m = reconstruction_metrics(sae, split.x_eval)
-        pre = {"explained_variance": m["explained_variance"], "l0": m["l0"], "never_fired_frac": m["never_fired_frac"], "d_sae": int(sae.cfg.d_sae)}
-        if params.sae.fidelity_texts:
+        n_fid = params.sae.fidelity_texts
+        if n_fid:
             handle = handle or load_model(params.model)
-            toks = [handle.tokenize(t, params.data.max_tokens) for t in split.held_texts(params.sae.fidelity_texts)]
-            pre["fidelity"] = model_kind(params.model).fidelity(handle, sae, h, toks)
+        measured = measure_sae(sae, split.x_eval, h, handle, model_kind(params.model), split.held_texts(n_fid) if n_fid else [],
+                               params.data.max_tokens)
+        m = measured.reconstruction
+        pre = {"explained_variance": m["explained_variance"], "l0": m["l0"], "never_fired_frac": m["never_fired_frac"], "d_sae": measured.d_sae}
+        if n_fid:
+            pre["fidelity"] = measured.fidelity
         out["hooks"][h] = {**row, "available": True, "neuronpedia": neuronpedia, "pretrained": pre}
     out["available"] = any(v.get("available") for v in out["hooks"].values())
     write_json(args.metrics, out)

@@ -16,9 +16,9 @@ from pathlib import Path
 from sae_workbench.cli import stage, write_json
 from sae_workbench.atomic import write_text
 from sae_workbench.kinds import model_kind
+from sae_workbench.measure import measure_sae
 from sae_workbench.models import load_model
 from sae_workbench.sae.io import load_sae, save_for_saelens
-from sae_workbench.sae.metrics import reconstruction_metrics
 from sae_workbench.sae.train import split_activation_set, train_on_split
 
 CURVE_FIELDS = ["step", "tokens", "mse", "aux", "l0", "dead_frac", "lr"]
@@ -57,29 +57,11 @@ def main(args, params):
     write_text(Path(args.curves) / f"{hook}.csv", buf.getvalue())
 
     sae, _ = load_sae(params.model, hook, args.saes)  # through SAELens, as every later stage sees it
-    m = reconstruction_metrics(sae, split.x_eval)
-    if dead is None:  # pre-trained: latents that never fired on the held-out corpus tokens
-        dead = m["never_fired_frac"]
-    fidelity = {}
     n_fid = params.sae.fidelity_texts
-    if n_fid:
-        handle = load_model(params.model)
-        toks = [handle.tokenize(t, params.data.max_tokens) for t in split.held_texts(n_fid)]
-        # the kind's measure: CE loss recovered and KL (causal LM) or embedding cosine (encoder)
-        fidelity = {k: round(v, 6) for k, v in model_kind(params.model).fidelity(handle, sae, hook, toks).items()}
-    metrics = {
-        "source": params.model.sae_source,
-        **extra,
-        "d_in": int(sae.cfg.d_in),
-        "d_sae": int(sae.cfg.d_sae),
-        "l0": round(m["l0"], 4),
-        "explained_variance": round(m["explained_variance"], 6),
-        "mse": round(m["mse"], 8),
-        "dead_frac": round(dead, 6),
-        "dense_frac": round(m["dense_frac"], 6),
-        "eval_tokens": int(m["n_tokens"]),
-        "fidelity": fidelity,
-    }
+    handle = load_model(params.model) if n_fid else None
+    measured = measure_sae(sae, split.x_eval, hook, handle, model_kind(params.model), split.held_texts(n_fid) if n_fid else [],
+                           params.data.max_tokens)
+    metrics = {"source": params.model.sae_source, **extra, **measured.metrics_json(dead)}
     write_json(Path(args.metrics) / f"{hook}.json", metrics)
     print(f"train_sae {hook}: {metrics}")
 

@@ -19,7 +19,7 @@ LAYERS = [
     ("models", ["model_cache", "models", "edits"]),
     ("activations", ["activations", "extraction"]),
     ("sae", ["sae"]),
-    ("kinds", ["kinds"]),
+    ("kinds", ["kinds", "measure"]),
     ("features", ["features"]),
     ("analysis", ["analysis", "stability", "control"]),
     ("steer", ["steer"]),
