@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_workbench.activations import load_token_table
-from sae_workbench.analysis import compare_hooks, specialist_strengths
+from sae_workbench.analysis.compare import compare_hooks, specialist_strengths
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.features import load_features
 

@@ -7,7 +7,7 @@ Seeds are `seed`, `seed + 1`, ... (`sae.seeds` in all); the first is the SAE of
 the train_sae stage, read from data/saes and metrics/sae, the others are trained
 here exactly as train_sae trains (same activations, held-out texts and config;
 the seed changes the initialisation and the order of training tokens) and kept
-in data/seeds/<hook>/seed_<s>/. Definitions: sae_workbench/stability.py.
+in data/seeds/<hook>/seed_<s>/. Definitions: sae_workbench/analysis/stats.py.
 Writes metrics/seeds.json ({hook: numbers}) and data/seeds/<hook>/stability.json.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_workbench.activations import load_activation_set
-from sae_workbench.analysis import auroc
+from sae_workbench.analysis.stats import STABLE_COSINE, auroc, best_match, mean_and_spread, pair_stability, unit_decoder
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.config import CATEGORIES
 from sae_workbench.features import encode_sparse
@@ -28,7 +28,6 @@ from sae_workbench.models import load_model
 from sae_workbench.sae.io import load_sae, save_for_saelens
 from sae_workbench.sae.metrics import reconstruction_metrics
 from sae_workbench.sae.train import split_activation_set, train_on_split
-from sae_workbench.stability import STABLE_COSINE, best_match, mean_and_spread, pair_stability, unit_decoder
 
 HEADLINE = ("explained_variance", "l0", "dead_frac")
 

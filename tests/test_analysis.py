@@ -4,21 +4,10 @@ import numpy as np
 import pytest
 
 from sae_workbench.activations import TokenTable
-from sae_workbench.analysis import (
-    analyze_hook,
-    auroc,
-    coactivation,
-    concept_search,
-    coverage,
-    feature_card,
-    feature_stats,
-    find_specialists,
-    logit_effects,
-    specialist_scores,
-    specialist_statistics,
-    SpecialistCount,
-    top_features,
-)
+from sae_workbench.analysis.cards import feature_card, logit_effects
+from sae_workbench.analysis.hook import analyze_hook, coactivation, concept_search, coverage, feature_stats, top_features
+from sae_workbench.analysis.results import SpecialistCount
+from sae_workbench.analysis.stats import auroc, find_specialists, specialist_scores, specialist_statistics
 from sae_workbench.config import CATEGORIES, AnalysisConfig
 from sae_workbench.features import FeatureTable
 
@@ -193,7 +182,7 @@ def test_logit_effects_and_coverage():
 
 
 def test_compare_hooks_and_component_pairing():
-    from sae_workbench.analysis import compare_hooks, specialist_strengths, written_into
+    from sae_workbench.analysis.compare import compare_hooks, specialist_strengths, written_into
 
     hooks = ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre", "blocks.1.hook_mlp_out"]
     assert written_into("blocks.1.hook_mlp_out", hooks) == "blocks.2.hook_resid_pre"
