@@ -38,6 +38,11 @@ class Specialist:
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    @classmethod
+    def from_json(cls, d: dict) -> Specialist:
+        """Inverse of to_json (the fields it leaves out, being None, come back as None)."""
+        return cls(**d)
+
 
 @dataclass
 class SpecialistCount:
@@ -50,6 +55,10 @@ class SpecialistCount:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> SpecialistCount:
+        return cls(**d)
 
 
 @dataclass
@@ -78,6 +87,26 @@ class HookAnalysis:
             "cards": self.cards,
             "neuronpedia": self.neuronpedia,
         }
+
+    @classmethod
+    def from_json(cls, d: dict, metrics: dict | None = None) -> HookAnalysis:
+        """Inverse of to_json: d is data/analysis/<hook>.json (whose "hook" key, added by
+        the analyze stage, is not part of the result). The summary is not in d: given
+        metrics, the hook's metrics_json() (metrics/analysis/<hook>.json), it is read
+        from there, else left empty."""
+        a = cls(
+            rankings=d["rankings"],
+            specialists={c: Specialist.from_json(s) for c, s in d["specialists"].items()},
+            count=SpecialistCount.from_json(d["specialist_count"]),
+            score_matrix=d["specialist_score_matrix"],
+            coactivation=d["coactivation"],
+            cards=d["cards"],
+            neuronpedia=d["neuronpedia"],
+        )
+        if metrics is not None:
+            derived = a.metrics_json()  # with an empty summary: only the keys derived from the specialists
+            a.summary = {k: v for k, v in metrics.items() if k not in derived}
+        return a
 
     def metrics_json(self) -> dict:
         r6 = lambda x: round(float(x), 6)  # noqa: E731
