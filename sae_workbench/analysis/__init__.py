@@ -1,6 +1,7 @@
 """The analyses of the SAE features, one module per job.
 
-    results.py   typed results (Specialist, SpecialistCount, HookAnalysis) and their JSON forms
+    results.py   typed results (Specialist, SpecialistCount, HookAnalysis, HookComparison),
+                 written by to_json / metrics_json, read back by from_json
     stats.py     every statistical test and interval: specialist selection on the train texts,
                  held-out AUROC and score with bootstrap intervals, permutation test,
                  leave-one-register-out, paired test; seed-to-seed decoder matching

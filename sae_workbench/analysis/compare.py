@@ -8,6 +8,7 @@ import numpy as np
 
 from ..config import CATEGORIES
 from ..features import FeatureTable
+from .results import HookAnalysis, HookComparison
 from .stats import paired_auroc_test
 
 
@@ -32,11 +33,12 @@ def specialist_strengths(ft: FeatureTable, text_index: np.ndarray, n_texts: int,
     return ft.per_text_max(text_index, n_texts)[:, [int(specialists[c]["feature"]) for c in categories]]
 
 
-def compare_hooks(hooks: list[str], metrics: dict[str, dict], details: dict[str, dict], heldout: dict | None = None,
-                  rng: np.random.Generator | None = None, n_boot: int = 1000, alpha: float = 0.05) -> tuple[dict, dict]:
-    """Cross-layer comparison from the per-hook analyses.
+def compare_hooks(hooks: list[str], metrics: dict[str, dict], details: dict[str, HookAnalysis], heldout: dict | None = None,
+                  rng: np.random.Generator | None = None, n_boot: int = 1000, alpha: float = 0.05) -> HookComparison:
+    """Cross-layer comparison from the per-hook analyses (metrics: each hook's
+    metrics_json(), details: its HookAnalysis).
 
-    Returns (metrics for DVC, data for the report): significant / positive
+    Returns a HookComparison (metrics for DVC, data for the report): significant / positive
     specialist counts per hook with bootstrap intervals, mean held-out AUROC,
     the category x hook specialist table, top-5 strongest activations and
     frequent-feature coverage per hook, and for every mlp_out / attn_out hook
@@ -84,24 +86,18 @@ def compare_hooks(hooks: list[str], metrics: dict[str, dict], details: dict[str,
                 "test": t,
             }
         )
-    strongest = {h: [{k: r[k] for k in ("feature", "max_act", "top_text")} for r in details[h]["rankings"]["strongest"][:5]] for h in hooks}
+    strongest = {h: [{k: r[k] for k in ("feature", "max_act", "top_text")} for r in details[h].rankings["strongest"][:5]] for h in hooks}
     coverage_by_hook = {h: metrics[h]["coverage_top_frequent"] for h in hooks}
     order = sorted(hooks, key=lambda h: (per_hook[h]["significant"], per_hook[h]["mean_heldout_auroc"]), reverse=True)
     best_test = {"runner_up": order[1], **test(order[0], order[1])} if len(order) > 1 else None
-    out_metrics = {
-        "significant_by_hook": {h: v["significant"] for h, v in per_hook.items()},
-        "mean_auroc_by_hook": {h: v["mean_heldout_auroc"] for h, v in per_hook.items()},
-        "best_hook": order[0],
-        "best_hook_vs_runner_up": best_test,
-        "components_vs_resid": {c["hook"]: {k: v for k, v in c.items() if k != "hook"} for c in components},
-    }
-    data = {
-        "hooks": hooks,
-        "per_hook": per_hook,
-        "specialist_table": table,
-        "heldout_score_matrix": {h: details[h]["specialist_score_matrix"] for h in hooks},
-        "top5_strongest": strongest,
-        "coverage": coverage_by_hook,
-        "components_vs_resid": components,
-    }
-    return out_metrics, data
+    return HookComparison(
+        hooks=hooks,
+        per_hook=per_hook,
+        specialist_table=table,
+        heldout_score_matrix={h: details[h].score_matrix for h in hooks},
+        top5_strongest=strongest,
+        coverage=coverage_by_hook,
+        components_vs_resid=components,
+        best_hook=order[0],
+        best_hook_vs_runner_up=best_test,
+    )

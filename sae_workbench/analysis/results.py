@@ -1,5 +1,5 @@
 """Typed results of the analyses: what a stage writes is their `to_json()` (and
-`metrics_json()` for `dvc metrics`)."""
+`metrics_json()` for `dvc metrics`); `from_json` reads them back."""
 
 from __future__ import annotations
 
@@ -135,4 +135,52 @@ class HookAnalysis:
                 }
                 for c, v in spec.items()
             },
+        }
+
+
+@dataclass
+class HookComparison:
+    """What compare_hooks measures across hooks: `to_json()` is the report's
+    data/compare.json, `metrics_json()` the numbers for `dvc metrics`
+    (metrics/compare.json)."""
+
+    hooks: list[str]
+    per_hook: dict[str, dict]
+    """Per hook: significant, positive, positive_ci, mean_heldout_auroc (from its metrics)."""
+    specialist_table: dict[str, dict[str, dict]]
+    """specialist_table[c][hook]: the hook's specialist of category c (feature, held-out score, AUROC, p, ...)."""
+    heldout_score_matrix: dict[str, dict[str, list[float]]]
+    """Per hook, its HookAnalysis.score_matrix."""
+    top5_strongest: dict[str, list[dict]]
+    coverage: dict[str, dict[str, float]]
+    components_vs_resid: list[dict]
+    """Each mlp_out / attn_out hook against the residual stream it writes into, with the paired test."""
+    best_hook: str
+    best_hook_vs_runner_up: dict | None
+    """The paired test of the best hook against the runner-up (None with one hook)."""
+
+    def to_json(self) -> dict:
+        return {
+            "hooks": self.hooks,
+            "per_hook": self.per_hook,
+            "specialist_table": self.specialist_table,
+            "heldout_score_matrix": self.heldout_score_matrix,
+            "top5_strongest": self.top5_strongest,
+            "coverage": self.coverage,
+            "components_vs_resid": self.components_vs_resid,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict, metrics: dict) -> HookComparison:
+        """Inverse of to_json and metrics_json: d is data/compare.json, metrics is
+        metrics/compare.json (the best hook and its test against the runner-up are only there)."""
+        return cls(**d, best_hook=metrics["best_hook"], best_hook_vs_runner_up=metrics["best_hook_vs_runner_up"])
+
+    def metrics_json(self) -> dict:
+        return {
+            "significant_by_hook": {h: v["significant"] for h, v in self.per_hook.items()},
+            "mean_auroc_by_hook": {h: v["mean_heldout_auroc"] for h, v in self.per_hook.items()},
+            "best_hook": self.best_hook,
+            "best_hook_vs_runner_up": self.best_hook_vs_runner_up,
+            "components_vs_resid": {c["hook"]: {k: v for k, v in c.items() if k != "hook"} for c in self.components_vs_resid},
         }
