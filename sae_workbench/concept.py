@@ -5,7 +5,7 @@
 
 The examples (texts given on the command line, or the labelled texts of one
 category) are encoded with the hook's SAE and ranked against the labelled
-evaluation texts (minus the examples) by `analysis.concept_search`: mean
+evaluation texts (minus the examples) by `analysis.hook.concept_search`: mean
 strongest activation in the examples minus the same mean in the rest.
 Needs a finished `dvc repro` (activations, SAEs and features on disk).
 """
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from .activations import load_token_table
+from .analysis.hook import concept_search
 from .extraction import token_activations
-from .analysis import concept_search
 from .cli import stage, write_json
 from .features import load_features
 from .viz import neuronpedia_url

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_workbench.activations import load_activation_set
-from sae_workbench.analysis import analyze_hook
+from sae_workbench.analysis.hook import analyze_hook
 from sae_workbench.cli import stage, write_json
 from sae_workbench.features import load_features
 

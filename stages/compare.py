@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from sae_workbench.activations import load_token_table
-from sae_workbench.analysis import compare_hooks, specialist_strengths
+from sae_workbench.analysis.compare import compare_hooks, specialist_strengths
+from sae_workbench.analysis.results import HookAnalysis
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.features import load_features
 
@@ -33,7 +34,7 @@ def main(args, params):
     """Specialists, strongest features and coverage across hooks."""
     hooks = params.hooks
     m = {h: read_json(Path(args.analysis_metrics) / f"{h}.json") for h in hooks}
-    d = {h: read_json(Path(args.analysis) / f"{h}.json") for h in hooks}
+    d = {h: HookAnalysis.from_json(read_json(Path(args.analysis) / f"{h}.json")) for h in hooks}
     table = load_token_table(args.acts)
     held = np.array([t["split"] == "heldout" for t in table.texts])
     strength = {}
@@ -43,8 +44,9 @@ def main(args, params):
             raise ValueError(f"{args.features}/{h}.safetensors covers {ft.n_rows} tokens, {args.acts} {len(table.text_index)}: re-run dvc repro")
         strength[h] = specialist_strengths(ft, table.text_index, len(table.texts), m[h]["specialists"])[held]
     heldout = {"labels": [t["category"] for t, k in zip(table.texts, held) if k], "strength": strength}
-    metrics, data = compare_hooks(hooks, m, d, heldout, np.random.default_rng(params.seed), params.analysis.n_bootstrap, params.analysis.alpha)
-    write_json(args.out, data)
+    result = compare_hooks(hooks, m, d, heldout, np.random.default_rng(params.seed), params.analysis.n_bootstrap, params.analysis.alpha)
+    metrics = result.metrics_json()
+    write_json(args.out, result.to_json())
     write_json(args.metrics, metrics)
     print(f"compare: significant specialists by hook {metrics['significant_by_hook']}")
     for h, c in metrics["components_vs_resid"].items():

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from sae_workbench.activations import load_activation_set, load_token_table
+from sae_workbench.analysis.compare import specialist_strengths
+from sae_workbench.analysis.stats import paired_auroc_test, specialist_statistics
 from sae_workbench.extraction import extract_activations
-from sae_workbench.analysis import paired_auroc_test, specialist_statistics, specialist_strengths
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.config import CATEGORIES
 from sae_workbench.control import randomize_weights

@@ -7,7 +7,7 @@ Seeds are `seed`, `seed + 1`, ... (`sae.seeds` in all); the first is the SAE of
 the train_sae stage, read from data/saes and metrics/sae, the others are trained
 here exactly as train_sae trains (same activations, held-out texts and config;
 the seed changes the initialisation and the order of training tokens) and kept
-in data/seeds/<hook>/seed_<s>/. Definitions: sae_workbench/stability.py.
+in data/seeds/<hook>/seed_<s>/. Definitions: sae_workbench/analysis/stats.py.
 Writes metrics/seeds.json ({hook: numbers}) and data/seeds/<hook>/stability.json.
 """
 
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from sae_workbench.activations import load_activation_set
-from sae_workbench.analysis import auroc
+from sae_workbench.analysis.results import HookAnalysis
+from sae_workbench.analysis.stats import STABLE_COSINE, auroc, best_match, mean_and_spread, pair_stability, unit_decoder
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.config import CATEGORIES
 from sae_workbench.features import encode_sparse
@@ -28,7 +29,6 @@ from sae_workbench.models import load_model
 from sae_workbench.sae.io import load_sae, save_for_saelens
 from sae_workbench.sae.metrics import reconstruction_metrics
 from sae_workbench.sae.train import split_activation_set, train_on_split
-from sae_workbench.stability import STABLE_COSINE, best_match, mean_and_spread, pair_stability, unit_decoder
 
 HEADLINE = ("explained_variance", "l0", "dead_frac")
 
@@ -61,7 +61,7 @@ def seed_study(args, params, hook: str) -> dict:
     split = split_activation_set(args.acts, hook, params.sae.eval_frac, params.seed)
     x_eval = split.x_eval
     first = read_json(Path(args.sae_metrics) / f"{hook}.json")
-    specs = read_json(Path(args.analysis) / f"{hook}.json")["specialists"]
+    specs = HookAnalysis.from_json(read_json(Path(args.analysis) / f"{hook}.json")).specialists
     eval_table, eval_acts = load_activation_set(args.eval, hook)
     labels = np.array([t["category"] for t in eval_table.texts])
     heldout = np.array([t["split"] == "heldout" for t in eval_table.texts])
@@ -107,7 +107,7 @@ def seed_study(args, params, hook: str) -> dict:
     for c in CATEGORIES:
         if c not in specs:
             continue
-        f = int(specs[c]["feature"])
+        f = specs[c].feature
         own, other = heldout & (labels == c), heldout & (labels != c)
         matches = []
         for s in seeds:
@@ -117,7 +117,7 @@ def seed_study(args, params, hook: str) -> dict:
             j, st = int(idx[0]), per_seed[s]["strength"]
             matches.append({"seed": s, "feature": j, "cosine": float(cos[0]), "matched": bool(cos[0] >= STABLE_COSINE),
                             "heldout_auroc": auroc(st[own, j], st[other, j])})
-        specialists[c] = {"feature": f, "significant": specs[c].get("significant"), "heldout_auroc": specs[c].get("heldout_auroc"),
+        specialists[c] = {"feature": f, "significant": specs[c].significant, "heldout_auroc": specs[c].heldout_auroc,
                           "matched_in": sum(m["matched"] for m in matches), "other_seeds": len(matches), "matches": matches}
 
     metrics = {

@@ -1,24 +1,16 @@
 """Analyses on hand-built feature tables with known answers."""
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
 from sae_workbench.activations import TokenTable
-from sae_workbench.analysis import (
-    analyze_hook,
-    auroc,
-    coactivation,
-    concept_search,
-    coverage,
-    feature_card,
-    feature_stats,
-    find_specialists,
-    logit_effects,
-    specialist_scores,
-    specialist_statistics,
-    SpecialistCount,
-    top_features,
-)
+from sae_workbench.analysis.cards import feature_card, logit_effects
+from sae_workbench.analysis.hook import analyze_hook, coactivation, concept_search, coverage, feature_stats, top_features
+from sae_workbench.analysis.results import HookAnalysis, HookComparison, Specialist, SpecialistCount
+from sae_workbench.analysis.stats import auroc, find_specialists, specialist_scores, specialist_statistics
 from sae_workbench.config import CATEGORIES, AnalysisConfig
 from sae_workbench.features import FeatureTable
 
@@ -193,7 +185,7 @@ def test_logit_effects_and_coverage():
 
 
 def test_compare_hooks_and_component_pairing():
-    from sae_workbench.analysis import compare_hooks, specialist_strengths, written_into
+    from sae_workbench.analysis.compare import compare_hooks, specialist_strengths, written_into
 
     hooks = ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre", "blocks.1.hook_mlp_out"]
     assert written_into("blocks.1.hook_mlp_out", hooks) == "blocks.2.hook_resid_pre"
@@ -203,18 +195,19 @@ def test_compare_hooks_and_component_pairing():
     ft, ti, texts, pos = _planted_table()
     raw = np.zeros((ft.n_rows, 4))
     good = analyze_hook(ft, raw, TokenTable(texts, ti, pos), cfg, np.random.default_rng(0))
-    good = good.metrics_json(), good.to_json()
+    good = good.metrics_json(), good
     # a hook where nothing is category-specific: only the random features 20..39 and feature 0
     m = (ft.feature < 10) | (ft.feature >= 20)
     noise = FeatureTable(ft.row[m], ft.feature[m], ft.value[m], ft.n_rows, ft.d_sae)
     bad = analyze_hook(noise, raw, TokenTable(texts, ti, pos), cfg, np.random.default_rng(0))
-    bad = bad.metrics_json(), bad.to_json()
+    bad = bad.metrics_json(), bad
     metrics = {hooks[0]: good[0], hooks[1]: bad[0], hooks[2]: good[0]}
     details = {hooks[0]: good[1], hooks[1]: bad[1], hooks[2]: good[1]}
     held = np.array([t["split"] == "heldout" for t in texts])
     strength = {h: specialist_strengths(f, ti, len(texts), metrics[h]["specialists"])[held] for h, f in zip(hooks, (ft, noise, ft))}
     heldout = {"labels": [t["category"] for t, k in zip(texts, held) if k], "strength": strength}
-    cm, data = compare_hooks(hooks, metrics, details, heldout, np.random.default_rng(0), 200)
+    result = compare_hooks(hooks, metrics, details, heldout, np.random.default_rng(0), 200)
+    cm, data = result.metrics_json(), result.to_json()
     assert cm["significant_by_hook"][hooks[0]] == 7 and cm["significant_by_hook"][hooks[1]] < 7
     comp = cm["components_vs_resid"]["blocks.1.hook_mlp_out"]
     assert comp["resid_hook"] == hooks[1] and comp["verdict"] == "stronger" and comp["categories_higher_auroc"] >= 1
@@ -222,6 +215,10 @@ def test_compare_hooks_and_component_pairing():
     assert cm["best_hook"] == hooks[0] and cm["best_hook_vs_runner_up"]["runner_up"] == hooks[2]
     assert cm["best_hook_vs_runner_up"]["verdict"] == "no_difference" and cm["best_hook_vs_runner_up"]["auroc_diff"] == 0  # the same SAE twice
     assert set(data["specialist_table"]) == set(CATEGORIES) and len(data["top5_strongest"][hooks[0]]) == 5
+    assert data["heldout_score_matrix"][hooks[1]] == details[hooks[1]].score_matrix
+    # what the compare stage writes reads back: data/compare.json with metrics/compare.json
+    back = HookComparison.from_json(json.loads(json.dumps(data)), json.loads(json.dumps(cm)))
+    assert back == result and json.dumps(back.metrics_json()) == json.dumps(cm) and json.dumps(back.to_json()) == json.dumps(data)
 
 
 def _two_category_strength(rng, n_per=30):
@@ -257,3 +254,39 @@ def test_leave_one_register_out_exposes_a_single_register_specialist():
     broad = specialist_statistics(strength, labels, splits, np.random.default_rng(0), n_boot=50, n_perm=50,
                                   categories=("python", "math"), registers=registers)[0]["python"]
     assert broad.register_holdout["min_auroc"] == 1.0 and broad.feature == 3 and broad.significant
+
+
+def _through_json(d):
+    """What a stage writes and a reader gets back (NaN kept: json writes it as NaN)."""
+    return json.loads(json.dumps(d))
+
+
+def test_specialist_with_nan_fields_round_trips_through_json():
+    ft, ti, texts, _ = _planted_table()
+    strength = ft.per_text_max(ti, len(texts))
+    spec = find_specialists(strength, [t["category"] for t in texts], [t["split"] for t in texts])["math"]
+    assert np.isnan(spec.p_value) and spec.register_holdout is None and spec.max_act is None  # not measured yet
+    back = Specialist.from_json(_through_json(spec.to_json()))
+    nan = lambda s: {k for k, v in dataclasses.asdict(s).items() if isinstance(v, float) and np.isnan(v)}  # noqa: E731
+    rest = lambda s: {k: v for k, v in dataclasses.asdict(s).items() if k not in nan(s)}  # noqa: E731
+    assert nan(back) == nan(spec) == {"heldout_auroc", "auroc_ci_low", "auroc_ci_high", "ci_low", "ci_high", "p_value"}
+    assert rest(back) == rest(spec) and back.register_holdout is None and back.max_act is None  # NaN != NaN: the rest equal
+    assert json.dumps(back.to_json()) == json.dumps(spec.to_json())
+    count = SpecialistCount(positive=3, significant=1, positive_ci=[2.0, 5.0])
+    assert SpecialistCount.from_json(_through_json(count.to_json())) == count
+
+
+def test_hook_analysis_round_trips_through_json():
+    ft, ti, texts, pos = _planted_table()
+    texts = [{**t, "register": "prose" if i % 2 else "list"} for i, t in enumerate(texts)]  # register_holdout filled in
+    rng = np.random.default_rng(1)
+    unembed = (rng.normal(size=(ft.d_sae, 8)), rng.normal(size=(8, 30)), [f"t{i}" for i in range(30)])  # cards with logit effects
+    cfg = AnalysisConfig(top_k=5, n_bootstrap=100, n_permutations=100)
+    x = analyze_hook(ft, rng.normal(size=(ft.n_rows, 8)), TokenTable(texts, ti, pos), cfg, np.random.default_rng(0), unembed)
+    assert x.specialists["python"].register_holdout and "logit_effects" in x.cards[str(x.specialists["python"].feature)]
+    data, metrics = _through_json({**x.to_json(), "hook": "blocks.0.hook_resid_pre"}), _through_json(x.metrics_json())  # as the analyze stage writes them
+    back = HookAnalysis.from_json(data, metrics)
+    assert back == x
+    assert json.dumps(back.to_json()) == json.dumps(x.to_json()) and json.dumps(back.metrics_json()) == json.dumps(x.metrics_json())
+    without = HookAnalysis.from_json(data)  # data/analysis/<hook>.json alone: everything but the summary
+    assert without == dataclasses.replace(x, summary={}) and without.to_json() == x.to_json()

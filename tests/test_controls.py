@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from sae_workbench.analysis import paired_auroc_test
-from sae_workbench.kinds.causal_lm import log_probs
-from sae_workbench.steer.generation import greedy_continuation, steer_generation
+from sae_workbench.analysis.stats import best_match, mean_and_spread, pair_stability, paired_auroc_test, unit_decoder
 from sae_workbench.config import CATEGORIES
 from sae_workbench.edits import edit_hook, feature_edit
-from sae_workbench.stability import best_match, mean_and_spread, pair_stability, unit_decoder
+from sae_workbench.kinds.causal_lm import log_probs
+from sae_workbench.steer.generation import greedy_continuation, steer_generation
 
 from test_gpt2_path import HOOKS, _bos_text, _random_sae
 

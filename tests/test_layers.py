@@ -21,7 +21,7 @@ LAYERS = [
     ("sae", ["sae"]),
     ("kinds", ["kinds", "measure"]),
     ("features", ["features"]),
-    ("analysis", ["analysis", "stability", "control"]),
+    ("analysis", ["analysis", "control"]),
     ("steer", ["steer"]),
     ("report and commands", ["report_kit", "viz", "render", "fonts", "expdiff", "deps", "concept", "determinism_probe"]),
 ]

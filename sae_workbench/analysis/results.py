@@ -1,0 +1,186 @@
+"""Typed results of the analyses: what a stage writes is their `to_json()` (and
+`metrics_json()` for `dvc metrics`); `from_json` reads them back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+NAN = float("nan")
+
+
+@dataclass
+class Specialist:
+    """One category's specialist feature: selected on the train texts
+    (find_specialists), measured on the held-out texts (specialist_statistics)."""
+
+    feature: int
+    train_score: float
+    train_auroc: float
+    heldout_score: float
+    mean_in_heldout: float
+    heldout_auroc: float = NAN
+    auroc_ci_low: float = NAN
+    auroc_ci_high: float = NAN
+    ci_low: float = NAN
+    """Bootstrap 95% interval of the held-out score (ci_low, ci_high)."""
+    ci_high: float = NAN
+    p_value: float = NAN
+    """Permutation p-value of the held-out AUROC, the null repeating the whole search."""
+    significant: bool = False
+    """p_value < alpha and auroc_ci_low > 0.5."""
+    register_holdout: dict | None = None
+    """leave_one_register_out's entry for the category, when texts have registers."""
+    max_act: float | None = None
+    """Strongest activation of the feature on any evaluation token (analyze_hook)."""
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Specialist:
+        """Inverse of to_json (the fields it leaves out, being None, come back as None)."""
+        return cls(**d)
+
+
+@dataclass
+class SpecialistCount:
+    """How many of the categories' specialists are positive / significant on the held-out texts."""
+
+    positive: int
+    significant: int
+    positive_ci: list[float]
+    """Bootstrap 95% interval of the number positive."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> SpecialistCount:
+        return cls(**d)
+
+
+@dataclass
+class HookAnalysis:
+    """Everything analyze_hook measures on one hook: `to_json()` is the report's
+    data/analysis/<hook>.json, `metrics_json()` the numbers for `dvc metrics`."""
+
+    rankings: dict[str, list[dict]]
+    specialists: dict[str, Specialist]
+    count: SpecialistCount
+    score_matrix: dict[str, list[float]]
+    """score_matrix[c][j]: held-out score for category c of category j's specialist."""
+    coactivation: list[dict]
+    cards: dict[str, dict]
+    neuronpedia: str | None
+    summary: dict = field(default_factory=dict)
+    """Token-level numbers: n_tokens, L0, alive features, coverage, ..."""
+
+    def to_json(self) -> dict:
+        return {
+            "rankings": self.rankings,
+            "specialists": {c: s.to_json() for c, s in self.specialists.items()},
+            "specialist_count": self.count.to_json(),
+            "specialist_score_matrix": self.score_matrix,
+            "coactivation": self.coactivation,
+            "cards": self.cards,
+            "neuronpedia": self.neuronpedia,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict, metrics: dict | None = None) -> HookAnalysis:
+        """Inverse of to_json: d is data/analysis/<hook>.json (whose "hook" key, added by
+        the analyze stage, is not part of the result). The summary is not in d: given
+        metrics, the hook's metrics_json() (metrics/analysis/<hook>.json), it is read
+        from there, else left empty."""
+        a = cls(
+            rankings=d["rankings"],
+            specialists={c: Specialist.from_json(s) for c, s in d["specialists"].items()},
+            count=SpecialistCount.from_json(d["specialist_count"]),
+            score_matrix=d["specialist_score_matrix"],
+            coactivation=d["coactivation"],
+            cards=d["cards"],
+            neuronpedia=d["neuronpedia"],
+        )
+        if metrics is not None:
+            derived = a.metrics_json()  # with an empty summary: only the keys derived from the specialists
+            a.summary = {k: v for k, v in metrics.items() if k not in derived}
+        return a
+
+    def metrics_json(self) -> dict:
+        r6 = lambda x: round(float(x), 6)  # noqa: E731
+        spec = self.specialists
+        return {
+            **self.summary,
+            "specialists_heldout_positive": self.count.positive,
+            "specialists_heldout_positive_ci_low": self.count.positive_ci[0],
+            "specialists_heldout_positive_ci_high": self.count.positive_ci[1],
+            "specialists_significant": self.count.significant,
+            "mean_heldout_auroc": r6(np.mean([v.heldout_auroc for v in spec.values()])),
+            "specialists": {
+                c: {
+                    "feature": v.feature,
+                    "train_score": r6(v.train_score),
+                    "heldout_score": r6(v.heldout_score),
+                    "ci_low": r6(v.ci_low),
+                    "ci_high": r6(v.ci_high),
+                    "heldout_auroc": r6(v.heldout_auroc),
+                    "auroc_ci_low": r6(v.auroc_ci_low),
+                    "auroc_ci_high": r6(v.auroc_ci_high),
+                    "p_value": r6(v.p_value),
+                    "significant": v.significant,
+                    **({"register_holdout_auroc": r6(v.register_holdout["mean_auroc"]),
+                        "register_holdout_min_auroc": r6(v.register_holdout["min_auroc"])} if v.register_holdout else {}),
+                }
+                for c, v in spec.items()
+            },
+        }
+
+
+@dataclass
+class HookComparison:
+    """What compare_hooks measures across hooks: `to_json()` is the report's
+    data/compare.json, `metrics_json()` the numbers for `dvc metrics`
+    (metrics/compare.json)."""
+
+    hooks: list[str]
+    per_hook: dict[str, dict]
+    """Per hook: significant, positive, positive_ci, mean_heldout_auroc (from its metrics)."""
+    specialist_table: dict[str, dict[str, dict]]
+    """specialist_table[c][hook]: the hook's specialist of category c (feature, held-out score, AUROC, p, ...)."""
+    heldout_score_matrix: dict[str, dict[str, list[float]]]
+    """Per hook, its HookAnalysis.score_matrix."""
+    top5_strongest: dict[str, list[dict]]
+    coverage: dict[str, dict[str, float]]
+    components_vs_resid: list[dict]
+    """Each mlp_out / attn_out hook against the residual stream it writes into, with the paired test."""
+    best_hook: str
+    best_hook_vs_runner_up: dict | None
+    """The paired test of the best hook against the runner-up (None with one hook)."""
+
+    def to_json(self) -> dict:
+        return {
+            "hooks": self.hooks,
+            "per_hook": self.per_hook,
+            "specialist_table": self.specialist_table,
+            "heldout_score_matrix": self.heldout_score_matrix,
+            "top5_strongest": self.top5_strongest,
+            "coverage": self.coverage,
+            "components_vs_resid": self.components_vs_resid,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict, metrics: dict) -> HookComparison:
+        """Inverse of to_json and metrics_json: d is data/compare.json, metrics is
+        metrics/compare.json (the best hook and its test against the runner-up are only there)."""
+        return cls(**d, best_hook=metrics["best_hook"], best_hook_vs_runner_up=metrics["best_hook_vs_runner_up"])
+
+    def metrics_json(self) -> dict:
+        return {
+            "significant_by_hook": {h: v["significant"] for h, v in self.per_hook.items()},
+            "mean_auroc_by_hook": {h: v["mean_heldout_auroc"] for h, v in self.per_hook.items()},
+            "best_hook": self.best_hook,
+            "best_hook_vs_runner_up": self.best_hook_vs_runner_up,
+            "components_vs_resid": {c["hook"]: {k: v for k, v in c.items() if k != "hook"} for c in self.components_vs_resid},
+        }
