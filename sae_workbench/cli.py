@@ -1,4 +1,4 @@
-"""What every stage script shares: one-line errors, atomic JSON, seeding.
+"""What every stage script shares: one-line errors, atomic JSON, rounding, seeding.
 
     from sae_workbench.cli import stage
     @stage
@@ -20,6 +20,19 @@ import torch
 from .config import Params, load_params
 from .atomic import write_text
 from .offline import ModelUnavailable
+
+
+def rounded(obj, nd: int = 6):
+    """Floats (Python or numpy) rounded to nd decimals, recursively through dicts,
+    lists and tuples; everything else as it is. The one rounding of the numbers
+    the pipeline writes (stable, readable JSON)."""
+    if isinstance(obj, (float, np.floating)):
+        return round(float(obj), nd)
+    if isinstance(obj, dict):
+        return {k: rounded(v, nd) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, nd) for v in obj]
+    return obj
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -12,13 +12,39 @@ parameter of 2 or more dimensions: embeddings, attention, MLP, unembedding)
 replaced by seeded Gaussian noise of the same mean and standard deviation;
 1-D parameters (norm scales, biases) are kept, so activations keep their
 scale. Same architecture, same tokenizer, nothing learned.
+
+    metrics = control_study(params, corpus, labelled, out_dir, real_analysis=..., ...)
+
+The study (`control_study`, behind stages/control.py): at control.hook, the
+same extraction, SAE training and specialist statistics on the control model,
+its specialists set against the trained model's on the same held-out texts
+with a paired bootstrap.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
 import torch
 
-from .models import ModelHandle
+from .activations import load_activation_set, load_token_table
+from .analysis.compare import specialist_strengths
+from .analysis.stats import paired_auroc_test, specialist_statistics
+from .cli import read_json, rounded
+from .config import CATEGORIES, Params
+from .data import Text
+from .extraction import extract_activations
+from .features import encode_sparse, load_features
+from .measure import measure_sae, rounded_as
+from .models import ModelHandle, load_model
+from .sae.io import load_sae, save_for_saelens
+from .sae.train import split_activation_set, train_on_split
+
+SPEC_KEYS = ("feature", "heldout_auroc", "auroc_ci_low", "auroc_ci_high", "p_value", "significant")
+"""The numbers of each control specialist kept in metrics/control.json."""
 
 
 @torch.no_grad()
@@ -31,3 +57,65 @@ def randomize_weights(handle: ModelHandle, seed: int) -> ModelHandle:
             p.copy_((torch.randn(p.shape, generator=g) * std + mean).to(p.dtype))
     handle.model.__dict__.pop("_workbench_unembed_rows", None)
     return handle
+
+
+def control_study(params: Params, corpus: list[Text], labelled: list[Text], out_dir: str | Path, real_analysis: str | Path,
+                  real_sae: str | Path, real_acts: str | Path, real_features: str | Path) -> dict:
+    """The control at params.control.hook (module docstring): its SAE goes to
+    out_dir/<hook>/; returns metrics/control.json's content. real_*: the trained
+    model's analysis metrics, SAE metrics, labelled-text activations and features
+    at the same hook."""
+    cfg, hook = params.control, params.control.hook
+    real = read_json(Path(real_analysis) / f"{hook}.json")
+    real_sae_metrics = read_json(Path(real_sae) / f"{hook}.json")
+    corpus = corpus[: cfg.corpus_texts] if cfg.corpus_texts else corpus
+    handle = randomize_weights(load_model(params.model), params.seed)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".acts-") as work:
+        work = Path(work)
+        extract_activations(handle, corpus, [hook], work / "corpus", params.data.max_tokens, params.data.batch_size, "control: corpus")
+        extract_activations(handle, labelled, [hook], work / "eval", params.data.max_tokens, params.data.batch_size, "control: labelled")
+        split = split_activation_set(work / "corpus", hook, params.sae.eval_frac, params.seed)
+        result = train_on_split(split, params.sae, params.seed, desc=f"control: train_sae {hook}")
+        sae_dir = out_dir / hook
+        if sae_dir.exists():
+            shutil.rmtree(sae_dir)
+        save_for_saelens(result.sae, result.scale, sae_dir / hook, hook, params.model.name)
+        sae, _ = load_sae(params.model, hook, sae_dir)
+        rec = measure_sae(sae, split.x_eval, hook).reconstruction
+        etable, eacts = load_activation_set(work / "eval", hook)
+        strength = encode_sparse(sae, eacts).per_text_max(etable.text_index, len(etable.texts))
+
+    texts = etable.texts
+    a = params.analysis
+    spec, count = specialist_statistics(strength, [t["category"] for t in texts], [t["split"] for t in texts],
+                                        np.random.default_rng(params.seed), a.n_bootstrap, a.n_permutations, a.alpha, registers=None)
+    # the trained model's specialists against the control's, on the same held-out texts (paired bootstrap)
+    real_table = load_token_table(real_acts)
+    if [t["id"] for t in real_table.texts] != [t["id"] for t in texts]:
+        raise ValueError(f"{real_acts} holds other texts than the labelled texts: re-run dvc repro")
+    held = np.array([t["split"] == "heldout" for t in texts])
+    real_ft = load_features(Path(real_features) / f"{hook}.safetensors")
+    s_real = specialist_strengths(real_ft, real_table.text_index, len(texts), real["specialists"])[held]
+    s_ctl = strength[:, [spec[c].feature for c in CATEGORIES]][held]
+    test = paired_auroc_test(s_real, s_ctl, [t["category"] for t, k in zip(texts, held) if k], np.random.default_rng(params.seed),
+                             a.n_bootstrap, a.alpha)
+    aurocs = [spec[c].heldout_auroc for c in CATEGORIES]
+    return {
+        "hook": hook,
+        "model": "random weights: every weight matrix re-drawn from N(mean, std) of the trained one (seed = params seed)",
+        "train_tokens": split.train_tokens,
+        "real_train_tokens": real_sae_metrics.get("train_tokens"),
+        "explained_variance": rounded_as("explained_variance", rec["explained_variance"]),
+        "l0": rounded_as("l0", rec["l0"]),
+        "dead_frac": rounded_as("dead_frac", result.dead_frac),
+        "specialists_significant": count.significant,
+        "mean_heldout_auroc": rounded(np.mean(aurocs)),
+        "specialists": {c: {k: rounded(v) if isinstance(v, float) else v for k, v in spec[c].to_json().items() if k in SPEC_KEYS}
+                        for c in CATEGORIES},
+        "trained_vs_random": test,
+        "real": {"specialists_significant": real["specialists_significant"], "mean_heldout_auroc": real["mean_heldout_auroc"],
+                 "heldout_auroc": {c: real["specialists"][c]["heldout_auroc"] for c in CATEGORIES if c in real["specialists"]}},
+    }

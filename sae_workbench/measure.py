@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .cli import rounded
 from .kinds.base import ModelKind
 from .models import ModelHandle
 from .sae.metrics import reconstruction_metrics
@@ -24,9 +25,9 @@ ROUND = {"l0": 4, "explained_variance": 6, "mse": 8, "dead_frac": 6, "dense_frac
 """Decimals kept in the metrics files, per number."""
 
 
-def rounded(value: float, key: str) -> float:
+def rounded_as(key: str, value: float) -> float:
     """`value` rounded as the metrics files store the number `key` (ROUND)."""
-    return round(value, ROUND[key])
+    return rounded(value, ROUND[key])
 
 
 @dataclass
@@ -45,13 +46,13 @@ class SAEMeasure:
         return {
             "d_in": self.d_in,
             "d_sae": self.d_sae,
-            "l0": rounded(r["l0"], "l0"),
-            "explained_variance": rounded(r["explained_variance"], "explained_variance"),
-            "mse": rounded(r["mse"], "mse"),
-            "dead_frac": rounded(dead, "dead_frac"),
-            "dense_frac": rounded(r["dense_frac"], "dense_frac"),
+            "l0": rounded_as("l0", r["l0"]),
+            "explained_variance": rounded_as("explained_variance", r["explained_variance"]),
+            "mse": rounded_as("mse", r["mse"]),
+            "dead_frac": rounded_as("dead_frac", dead),
+            "dense_frac": rounded_as("dense_frac", r["dense_frac"]),
             "eval_tokens": int(r["n_tokens"]),
-            "fidelity": {k: rounded(v, "fidelity") for k, v in self.fidelity.items()},
+            "fidelity": {k: rounded_as("fidelity", v) for k, v in self.fidelity.items()},
         }
 
 

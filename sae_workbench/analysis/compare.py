@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cli import rounded
 from ..config import CATEGORIES
 from ..features import FeatureTable
 from .results import HookAnalysis, HookComparison
@@ -78,8 +79,8 @@ def compare_hooks(hooks: list[str], metrics: dict[str, dict], details: dict[str,
                 "resid_hook": resid,
                 "significant": per_hook[h]["significant"],
                 "resid_significant": per_hook[resid]["significant"],
-                "mean_auroc": round(float(np.mean(a)), 6),
-                "resid_mean_auroc": round(float(np.mean(b)), 6),
+                "mean_auroc": rounded(np.mean(a)),
+                "resid_mean_auroc": rounded(np.mean(b)),
                 "categories_higher_auroc": wins,
                 "categories_lower_auroc": losses,
                 "verdict": t["verdict"],

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cli import rounded
 from ..config import CATEGORIES
 from ..features import FeatureTable
 from .cards import feature_card, logit_effects
@@ -129,20 +130,19 @@ def analyze_hook(
             card["logit_effects"] = logit_effects(W_dec[f], W_U, vocab, cfg.card_top_tokens)
         cards[str(f)] = card
     pairs = coactivation(ft, cfg.coact_min_tokens, cfg.top_k)
-    r6 = lambda x: round(float(x), 6)  # noqa: E731
     summary = {
         "n_tokens": int(ft.n_rows),
         "n_texts": n_texts,
         "d_sae": int(ft.d_sae),
-        "frac_nonzero_raw": r6((np.abs(raw_acts) > 1e-6).mean()),
-        "frac_nonzero_sae": r6(len(ft.value) / max(1, ft.n_rows * ft.d_sae)),
-        "l0_per_token": r6(l0_tok.mean()),
-        "l0_per_text": r6(l0_text.mean()),
+        "frac_nonzero_raw": rounded((np.abs(raw_acts) > 1e-6).mean()),
+        "frac_nonzero_sae": rounded(len(ft.value) / max(1, ft.n_rows * ft.d_sae)),
+        "l0_per_token": rounded(l0_tok.mean()),
+        "l0_per_text": rounded(l0_text.mean()),
         "alive_features": int((stats["count"] > 0).sum()),
-        "top_strongest_act": r6(stats["max_act"].max()),
-        "top_frequency": r6(stats["frequency"].max()),
-        "top_coactivation_jaccard": r6(pairs[0]["jaccard"]) if pairs else 0.0,
-        "coverage_top_frequent": {k: r6(v) for k, v in coverage(stats, ft).items()},
+        "top_strongest_act": rounded(stats["max_act"].max()),
+        "top_frequency": rounded(stats["frequency"].max()),
+        "top_coactivation_jaccard": rounded(pairs[0]["jaccard"]) if pairs else 0.0,
+        "coverage_top_frequent": {k: rounded(v) for k, v in coverage(stats, ft).items()},
     }
     return HookAnalysis(
         rankings={k: [describe(f) for f in v] for k, v in rank.items()},

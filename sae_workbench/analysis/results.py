@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..cli import rounded
+
 NAN = float("nan")
 
 
@@ -109,7 +111,6 @@ class HookAnalysis:
         return a
 
     def metrics_json(self) -> dict:
-        r6 = lambda x: round(float(x), 6)  # noqa: E731
         spec = self.specialists
         return {
             **self.summary,
@@ -117,21 +118,21 @@ class HookAnalysis:
             "specialists_heldout_positive_ci_low": self.count.positive_ci[0],
             "specialists_heldout_positive_ci_high": self.count.positive_ci[1],
             "specialists_significant": self.count.significant,
-            "mean_heldout_auroc": r6(np.mean([v.heldout_auroc for v in spec.values()])),
+            "mean_heldout_auroc": rounded(np.mean([v.heldout_auroc for v in spec.values()])),
             "specialists": {
                 c: {
                     "feature": v.feature,
-                    "train_score": r6(v.train_score),
-                    "heldout_score": r6(v.heldout_score),
-                    "ci_low": r6(v.ci_low),
-                    "ci_high": r6(v.ci_high),
-                    "heldout_auroc": r6(v.heldout_auroc),
-                    "auroc_ci_low": r6(v.auroc_ci_low),
-                    "auroc_ci_high": r6(v.auroc_ci_high),
-                    "p_value": r6(v.p_value),
+                    "train_score": rounded(v.train_score),
+                    "heldout_score": rounded(v.heldout_score),
+                    "ci_low": rounded(v.ci_low),
+                    "ci_high": rounded(v.ci_high),
+                    "heldout_auroc": rounded(v.heldout_auroc),
+                    "auroc_ci_low": rounded(v.auroc_ci_low),
+                    "auroc_ci_high": rounded(v.auroc_ci_high),
+                    "p_value": rounded(v.p_value),
                     "significant": v.significant,
-                    **({"register_holdout_auroc": r6(v.register_holdout["mean_auroc"]),
-                        "register_holdout_min_auroc": r6(v.register_holdout["min_auroc"])} if v.register_holdout else {}),
+                    **({"register_holdout_auroc": rounded(v.register_holdout["mean_auroc"]),
+                        "register_holdout_min_auroc": rounded(v.register_holdout["min_auroc"])} if v.register_holdout else {}),
                 }
                 for c, v in spec.items()
             },

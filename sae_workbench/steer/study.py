@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..cli import rounded
 from ..config import CATEGORIES, SteerConfig
 from ..edits import MODES
 from ..features import load_features
@@ -165,14 +166,3 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: M
         headline=res_fields, headline_metrics=met_fields, best_coefficient=g.best_coefficient, best_rule=g.best_rule,
         sweeps=sweeps, attribution=att, per_feature=per_feature, per_feature_metrics=per_feature_metrics, ablation=abl_result,
     )
-
-
-def rounded(obj, nd=6):
-    """Floats rounded to nd decimals, recursively (stable, readable JSON)."""
-    if isinstance(obj, float):
-        return round(obj, nd)
-    if isinstance(obj, dict):
-        return {k: rounded(v, nd) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [rounded(v, nd) for v in obj]
-    return obj
