@@ -58,7 +58,6 @@ def hook_layer(hook: str) -> int:
 
 
 LOADERS = ("bridge", "hooked_transformer", "gguf")
-MODEL_KINDS = ("causal_lm", "encoder")
 HOOK_COMPONENTS = ("resid_pre", "resid_post", "mlp_out", "attn_out")
 
 
@@ -96,8 +95,6 @@ class ProfileConfig:
     def __post_init__(self) -> None:
         if self.loader not in LOADERS:
             raise ValueError(f"profiles.*.loader must be one of {', '.join(LOADERS)}, got {self.loader!r}")
-        if self.kind not in MODEL_KINDS:
-            raise ValueError(f"profiles.*.kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
         if self.loader == "gguf" and not self.tl_name:
             raise ValueError("profiles.*.loader is 'gguf' but tl_name (the TransformerLens architecture) is empty")
         if self.sae_source not in ("custom", "pretrained"):
@@ -161,9 +158,6 @@ class DataConfig:
         _at_least(self, "data", 1, "batch_size")
 
 
-ARCHITECTURES = ("relu", "topk", "batchtopk")
-
-
 @dataclass
 class SAEConfig:
     """Custom SAE: pre = (x - b_dec) W_enc + b_enc, f = activation(pre), x_hat = f W_dec + b_dec."""
@@ -215,8 +209,6 @@ class SAEConfig:
     """Hooks trained with every seed of `seeds` (each extra seed costs one more training)."""
 
     def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"sae.architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
         _at_least(self, "sae", 1, "expansion", "k")
         if self.l1_coefficient < 0 or self.aux_coefficient < 0:
             raise ValueError("sae.l1_coefficient and sae.aux_coefficient must be >= 0")

@@ -11,9 +11,11 @@ keys feed, never everything.
 
 import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
 
-from sae_workbench.cli import stage
 from sae_workbench.atomic import write_text
+from sae_workbench.cli import stage
 from sae_workbench.data import read_texts, validate_labelled
+from sae_workbench.kinds import model_kind
+from sae_workbench.sae.train import architecture_builder
 
 PASSED = "params.yaml and the labelled texts passed stages/check.py\n"
 
@@ -25,7 +27,10 @@ def args(p):
 
 @stage(args)
 def main(args, params):
-    """Validate params (done by the stage wrapper's load_params) and the labelled texts."""
+    """Validate params (the stage wrapper's load_params, then the names its registries
+    hold: model kinds, SAE architectures) and the labelled texts."""
+    model_kind(params.model)
+    architecture_builder(params.sae.architecture)
     validate_labelled(read_texts(args.labelled))
     write_text(args.out, PASSED)
 

@@ -30,7 +30,6 @@ def _params(tmp_path, **changes):
         ({"model": "gpt3"}, "not a profile"),
         ({"hooks": ["blocks.18.hook_resid_pre"]}, "beyond gemma's 18 layers"),
         ({"model": "minilm"}, "beyond minilm's 6 layers.*own hooks and steer.hook"),
-        ({"profiles.gemma.kind": "seq2seq"}, "kind must be one of causal_lm, encoder"),
         ({"profiles.gemma.has_lm_head": True}, "unknown key.*has_lm_head"),
         ({"profiles.gemma.tl_name": None}, "tl_name"),
         ({"profiles.gemma.sae_id": "layer_{depth}"}, "sae_id"),
@@ -90,6 +89,19 @@ def test_check_stage_stops_before_anything(tmp_path):
     assert run(_params(tmp_path, **{"sae.epochs": 2})).returncode == 0
     first = out.read_bytes()
     assert run(_params(tmp_path, **{"sae.epochs": 5, "steer.category": "math"})).returncode == 0 and out.read_bytes() == first
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"profiles.gemma.kind": "seq2seq"}, "error: profiles.*.kind must be one of causal_lm, encoder, got 'seq2seq'\n"),
+    ({"sae.architecture": "gated"}, "error: sae.architecture must be one of relu, topk, batchtopk, got 'gated'\n"),
+])
+def test_check_stage_rejects_names_its_registries_lack(tmp_path, change, message):
+    """Model kinds and SAE architectures are named once, in their registries (kinds.KINDS,
+    sae.train.ARCHITECTURE_BUILDERS); the check stage validates params.yaml against them."""
+    out = tmp_path / "checked.txt"
+    r = subprocess.run([sys.executable, str(ROOT / "stages/check.py"), "--params", str(_params(tmp_path, **change)), "--out", str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert (r.returncode, r.stderr) == (2, message) and not out.exists()
 
 
 def test_default_params_load():

@@ -21,12 +21,12 @@ from .causal_lm import CausalLM
 from .encoder import Encoder
 
 KINDS: dict[str, ModelKind] = {k.name: k for k in (CausalLM(), Encoder())}
-"""Every model kind, by name: the one list (config's profile check reads it too)."""
+"""Every model kind, by name: the one list of their names (the check stage validates params.yaml against it)."""
 
 
 def model_kind(profile: ProfileConfig | str) -> ModelKind:
     """The kind of a profile (or kind name)."""
     key = profile if isinstance(profile, str) else profile.kind
     if key not in KINDS:
-        raise ValueError(f"unknown model kind {key!r}; known: {', '.join(KINDS)}")
+        raise ValueError(f"profiles.*.kind must be one of {', '.join(KINDS)}, got {key!r}")
     return KINDS[key]

@@ -116,16 +116,21 @@ ARCHITECTURE_BUILDERS = {
     "topk": lambda cfg, d_in, d_sae: TopKSAE(d_in, d_sae, cfg.k, cfg.aux_coefficient),
     "batchtopk": lambda cfg, d_in, d_sae: BatchTopKSAE(d_in, d_sae, cfg.k, cfg.aux_coefficient),
 }
-"""The registry of SAE architectures (`sae.architecture`); config.ARCHITECTURES lists the same names."""
+"""The registry of SAE architectures, by `sae.architecture`: the one list of their names
+(the check stage validates params.yaml against it)."""
+
+
+def architecture_builder(name: str):
+    """The registry's builder of architecture `name`; ValueError naming the known ones."""
+    try:
+        return ARCHITECTURE_BUILDERS[name]
+    except KeyError:
+        raise ValueError(f"sae.architecture must be one of {', '.join(ARCHITECTURE_BUILDERS)}, got {name!r}") from None
 
 
 def build_sae(cfg: SAEConfig, d_in: int) -> SparseAutoencoder:
     """The untrained SAE of cfg.architecture, d_sae = d_in x cfg.expansion."""
-    try:
-        builder = ARCHITECTURE_BUILDERS[cfg.architecture]
-    except KeyError:
-        raise ValueError(f"sae.architecture must be one of {', '.join(ARCHITECTURE_BUILDERS)}, got {cfg.architecture!r}") from None
-    return builder(cfg, d_in, d_in * cfg.expansion)
+    return architecture_builder(cfg.architecture)(cfg, d_in, d_in * cfg.expansion)
 
 
 def geometric_median(x: torch.Tensor, iters: int = 100, eps: float = 1e-6) -> torch.Tensor:
