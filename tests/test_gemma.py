@@ -1,11 +1,10 @@
 """The default profile on the real Gemma 3 270M (converted once, cached between
 sessions): loading offline, hooks, BOS and padding masked, the early-stopping
-forward pass, CE-loss recovered and KL, the pre-trained SAE offline error; and the
-conversion cache's atomicity and key (on a fake GGUF package)."""
+forward pass, CE-loss recovered and KL, the pre-trained SAE offline error, steered
+generation. (The conversion cache's own test, on a fake GGUF package, is
+tests/test_model_cache.py; the model kinds' is tests/kinds/test_kinds.py.)"""
 
-import sys
 import time
-import types
 
 import pytest
 import torch
@@ -15,8 +14,7 @@ from sae_workbench.models import pad_batch
 from sae_workbench.kinds.causal_lm import LOGIT_CHUNK, ce_loss_recovered, final_residual, log_probs, token_logprobs
 from sae_workbench.kinds import model_kind
 
-from test_activations import fired_hooks
-from test_fidelity import Constant, Perfect
+from helpers import Constant, Perfect, fired_hooks
 
 pytestmark = pytest.mark.slow  # the real Gemma 3 270M
 
@@ -105,15 +103,6 @@ def test_ce_loss_recovered_sanity(gemma):
     assert set(model_kind("causal_lm").fidelity_keys) == set(perfect)
 
 
-def test_model_kind_picks_the_metric_per_profile(params, minilm_params):
-    lm, enc = model_kind(params.model), model_kind(minilm_params.model)
-    assert (lm.name, lm.fidelity_metric, lm.steering, lm.has_lm_head, lm.logit_lens) == ("causal_lm", "ce_loss_recovered", "generation", True, True)
-    assert (enc.name, enc.fidelity_metric, enc.steering, enc.has_lm_head, enc.logit_lens) == ("encoder", "embedding_cosine", "embedding_drift", False, False)
-    assert params.model.has_lm_head and not minilm_params.model.has_lm_head  # the report's view agrees
-    with pytest.raises(ValueError, match="unknown model kind"):
-        model_kind("seq2seq")
-
-
 def test_pretrained_sae_offline_is_one_line_and_fast(params, tmp_path):
     """Gemma Scope 2 needs the hub: offline, loading it fails at once with one line."""
     import dataclasses
@@ -133,49 +122,6 @@ def test_pretrained_sae_offline_is_one_line_and_fast(params, tmp_path):
     assert "\n" not in str(e.value) and "gemma-scope-2-270m-pt-res" in str(e.value)
     with pytest.raises(ValueError, match="no pre-trained SAE release for attn_out"):
         load_sae(pretrained, "blocks.9.hook_attn_out", tmp_path)
-
-
-# ---------------------------------------------------------------- the conversion cache, on a fake GGUF package
-
-
-@pytest.fixture
-def fake_gguf(monkeypatch, tmp_path):
-    from sae_workbench import model_cache, offline
-
-    mod = types.ModuleType("fake_gguf_pkg")
-    mod.MODEL_NAME, mod.EXPECTED_SHA256 = "fake.gguf", "ab" * 32
-    mod.assemble = lambda path: path
-    monkeypatch.setitem(sys.modules, "fake_gguf_pkg", mod)
-    monkeypatch.setenv(offline.CACHE_ENV, str(tmp_path / "cache"))
-    calls = []
-
-    def convert(package, out, fail=False):
-        calls.append(out)
-        (out / "config.json").write_text("{}")
-        if getattr(convert, "fail", False):
-            raise KeyboardInterrupt  # interrupted half way
-        for f in ("model.safetensors", "tokenizer_config.json"):
-            (out / f).write_text("x")
-
-    monkeypatch.setattr(model_cache, "convert_gguf", convert)
-    return mod, convert, calls
-
-
-def test_conversion_is_cached_atomic_and_keyed(fake_gguf, tmp_path):
-    from sae_workbench.model_cache import gguf_cache_dir, gguf_hf_dir
-
-    mod, convert, calls = fake_gguf
-    convert.fail = True
-    with pytest.raises(KeyboardInterrupt):
-        gguf_hf_dir("fake-gguf-pkg")
-    root = tmp_path / "cache" / "hf"
-    assert list(root.iterdir()) == []  # no half directory, no temporary left
-    convert.fail = False
-    d = gguf_hf_dir("fake-gguf-pkg")
-    assert d.parent == root and d.name.startswith("fake-abababab") and (d / "model.safetensors").exists()
-    assert gguf_hf_dir("fake-gguf-pkg") == d and len(calls) == 2  # the second call converts nothing
-    mod.EXPECTED_SHA256 = "cd" * 32  # another GGUF: another directory, converted anew
-    assert gguf_cache_dir("fake-gguf-pkg") != d and gguf_hf_dir("fake-gguf-pkg") != d and len(calls) == 3
 
 
 def test_steered_generation_moves_towards_the_feature(gemma):

@@ -6,23 +6,13 @@ import sys
 
 import torch
 import yaml
-from sae_lens.saes.sae import SAEMetadata
-from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 
 from sae_workbench.extraction import token_activations
 from sae_workbench.features import encode_sparse
-from sae_workbench.models import TokenizedText
 from sae_workbench.steer.generation import steer_generation
 from sae_workbench.edits import add_direction_hook
 
-from conftest import ROOT
-
-HOOKS = ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"]
-
-
-def _bos_text(ids, bos=0):
-    ids = [bos] + list(ids)
-    return TokenizedText(ids=ids, tokens=[str(i) for i in ids], offsets=[(0, 0)] * len(ids), special=[True] + [False] * (len(ids) - 1))
+from helpers import GPT2_HOOKS as HOOKS, ROOT, _bos_text, _random_sae
 
 
 def test_bos_masked_and_padding_invariant(tiny_gpt2):
@@ -36,14 +26,6 @@ def test_bos_masked_and_padding_invariant(tiny_gpt2):
     # the kept rows are exactly positions 1.. of the full forward pass
     _, cache = tiny_gpt2.model.run_with_cache(torch.tensor([toks[0].ids]), names_filter=HOOKS)
     torch.testing.assert_close(batched[HOOKS[1]][0], cache[HOOKS[1]][0, 1:], atol=1e-4, rtol=1e-4)
-
-
-def _random_sae(d_in=64, d_sae=128):
-    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae, metadata=SAEMetadata(hook_name=HOOKS[1])))
-    with torch.no_grad():
-        for p in sae.parameters():
-            p.normal_(0, 0.2)
-    return sae
 
 
 def test_encode_with_a_saelens_sae_and_wrong_width_error(tiny_gpt2):

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 from sae_workbench import deps
+
+from helpers import ROOT
 
 
 def test_every_stage_lists_every_project_file_it_runs():

@@ -12,14 +12,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from sae_workbench import determinism
 from sae_workbench.config import load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 PROBE = "from sae_workbench.determinism_probe import main; main()"
 TEXT_IDS = ("python-03", "math-05", "formal-02", "conversational-04", "social-06", "python-11")
 

@@ -29,9 +29,10 @@ import yaml
 
 from sae_workbench import fonts, render, viz
 
+from helpers import ROOT as REPO
+
 pytestmark = pytest.mark.slow  # real renders (Quarto where installed)
 
-REPO = Path(__file__).resolve().parents[1]
 QUARTO = shutil.which("quarto")
 RENDERER = "Quarto" if QUARTO else "the pandoc fallback"
 

@@ -16,10 +16,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, raw_params, write_params
-from test_bad_input import HOOK, _encode_inputs
-
 from sae_workbench.activations import save_tensors
+
+from helpers import CRAFTED_HOOK as HOOK, ROOT, _encode_inputs, raw_params, write_params
 
 pytestmark = pytest.mark.slow  # real dvc repro and stage processes
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT
 
 pytestmark = pytest.mark.slow  # real dvc repro and stage processes
 

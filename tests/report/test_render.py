@@ -4,7 +4,6 @@ report/_output/index.html and report/_output/report.pdf."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -19,10 +18,10 @@ import typst
 
 from sae_workbench import render, viz
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import HOSTILE, ROOT as REPO, _figures
+
 TYPST_SAFE = REPO / "report" / "typst_safe.lua"
 MAGIC = "4242.17"  # a number that must reach both outputs
-HOSTILE = 'x = a#b $5 *c* _d_ [e] \\f @g <h> `i` ``` "q" ]) } // #set text(red) $x^2$ @fig-a </b>'
 
 
 def _record(text: str, rid: str = "t-1", category: str = "python") -> dict:
@@ -44,14 +43,6 @@ def _notebook(outputs: list, markdown: str | None = None) -> nbformat.NotebookNo
     cell.outputs = outputs
     cells = ([nbformat.v4.new_markdown_cell(markdown)] if markdown else []) + [cell]
     return nbformat.v4.new_notebook(cells=cells)
-
-
-def _figures():
-    return (
-        viz.bar(["python", "math", "urls"], [0.5, 1.25, -0.25], "Held-out score per category", "category", "score"),
-        viz.heatmap([[1, 2, 3], [3, 4, 5]], ["a spec", "b spec", "c spec"], ["a", "b"], "Score matrix"),
-        viz.lines(["blocks.1", "blocks.3", "blocks.5"], {"python": [0.1, 0.4, 0.3], "math": [0.2, 0.1, 0.5]}, "By depth", "hook", "score"),
-    )
 
 
 def _build_report(root: Path) -> Path:
@@ -163,32 +154,6 @@ def test_html_and_pdf_are_byte_identical_across_renders(rendered, tmp_path):
     assert again.pdf.read_bytes() == out.pdf.read_bytes()
 
 
-def test_static_png_is_valid_and_deterministic():
-    for fig in _figures():
-        a, b = viz.static_png(fig), viz.static_png(fig)
-        assert a == b
-        assert a[:8] == b"\x89PNG\r\n\x1a\n" and a[12:16] == b"IHDR" and a.endswith(b"IEND\xaeB`\x82")
-        width, height = int.from_bytes(a[16:20], "big"), int.from_bytes(a[20:24], "big")
-        assert width == 1050 and 300 < height < 1000
-        assert b"Software" not in a and b"tIME" not in a and b"matplotlib" not in a.lower()
-    md = viz.figure_md(_figures()[0], "x", "cap")
-    assert md == viz.figure_md(_figures()[0], "x", "cap")
-    assert md.startswith("::: {#fig-x}") and md.rstrip().endswith("cap\n\n:::")
-
-
-@pytest.mark.parametrize(
-    "text",
-    [HOSTILE, "\\", '"', "]", "[", "#", "$", "`", "```", "@", "<", ">", "//", "/*", "*/", "\t\r\n", "\u0000\u001f\u007f", "\u2028", "é ü 中 🙂"],
-)
-def test_typst_escaping_survives_hostile_tokens(text):
-    rec = {"id": 'id"#[', "category": "cat]$", "text": "A " + text + " Z", "offsets": [[0, 1], [2, 2 + len(text)], [3 + len(text), 4 + len(text)]], "special": [0, 0, 0]}
-    src = viz.highlight_block_typst(rec, np.array([0.0, 1.5, 0.2], dtype=np.float32), 1.5, True)
-    pdf = typst.compile(src.encode("utf-8"), format="pdf", ignore_system_fonts=True)
-    assert pdf[:5] == b"%PDF-"
-    assert viz.typst_str(text).startswith('"') and "\n" not in viz.typst_str(text)
-    assert json.loads(typst.Compiler().eval(viz.typst_str(text), format="json")) == text  # the literal is the text exactly
-
-
 def test_error_output_gives_value_error(tmp_path):
     report = tmp_path / "report"
     (report / "executed").mkdir(parents=True)
@@ -283,20 +248,6 @@ def test_table_cells_starting_with_markup_stay_text(tmp_path):
     path.write_bytes(typst.compile(typ.encode(), format="pdf", ignore_system_fonts=True))
     _, text = _pdf_text(path)
     assert "= None finally" in text and "- x" in text and "+ y" in text and "/ z" in text
-
-
-def test_static_png_honours_log_axes_and_error_bars():
-    import plotly.graph_objects as go
-
-    def png(**kw):
-        f = go.Figure()
-        f.add_scatter(x=["a", "b"], y=[3, 50], **kw.pop("trace", {}))
-        f.update_layout(**kw)
-        return viz.static_png(f)
-
-    plain = png()
-    assert png(yaxis_type="log") != plain
-    assert png(trace={"error_y": dict(type="data", symmetric=False, array=[1, 0], arrayminus=[1, 2])}) != plain
 
 
 @pytest.mark.parametrize("to", ["html5", "typst"])

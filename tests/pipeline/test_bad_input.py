@@ -1,7 +1,7 @@
 """Bad input, through the real entry points (stage scripts, the render command):
 one line naming the bad value and where to fix it, a non-zero exit, and the
 previous outputs untouched. The `dvc repro` side (the check stage stops the
-pipeline before DVC deletes anything) is tests/test_pipeline.py's
+pipeline before DVC deletes anything) is tests/pipeline/test_pipeline.py's
 test_bad_param_under_dvc_repro_loses_nothing; params types, ranges and
 unknown keys are tabled in tests/test_config.py.
 
@@ -34,12 +34,8 @@ import torch
 import yaml
 
 from sae_workbench.activations import save_tensors
-from sae_workbench.sae.io import save_for_saelens
-from sae_workbench.sae.topk import TopKSAE
 
-from conftest import ROOT
-
-HOOK = "blocks.5.hook_resid_post"
+from helpers import CRAFTED_HOOK as HOOK, ROOT, _encode_inputs
 
 
 def _run(args, cwd=ROOT):
@@ -96,23 +92,6 @@ def test_utf8_bom_is_accepted(tmp_path):
 
 
 # ---------------------------------------------------------------- activations and SAE files
-
-
-def _encode_inputs(tmp: Path, n_tokens: int = 12, d: int = 640):
-    """A tiny activation set (tokens.json + one hook) and an SAE for it, in the on-disk formats."""
-    acts_dir, sae_dir = tmp / "acts", tmp / "saes"
-    text = {"id": "t", "category": "python", "split": "heldout", "register": "", "text": "x" * n_tokens,
-            "tokens": ["<bos>"] + ["x"] * n_tokens, "offsets": [[0, 0]] + [[i, i + 1] for i in range(n_tokens)],
-            "special": [1] + [0] * n_tokens}
-    acts_dir.mkdir()
-    (acts_dir / "tokens.json").write_text(json.dumps({"model": "m", "hooks": [HOOK], "max_tokens": 128, "texts": [text]}))
-    g = torch.Generator().manual_seed(0)
-    save_tensors(acts_dir / f"{HOOK}.safetensors",
-                        {"acts": torch.randn(n_tokens, d, generator=g), "text_index": torch.zeros(n_tokens, dtype=torch.long),
-                         "position": torch.arange(1, n_tokens + 1)}, {"hook": HOOK, "model": "m"})
-    torch.manual_seed(0)
-    save_for_saelens(TopKSAE(d, 32, k=4), 1.0, sae_dir / HOOK, HOOK, "m")
-    return acts_dir, sae_dir
 
 
 def _encode(acts_dir, sae_dir, out):

@@ -1,0 +1,80 @@
+"""steer/generation.py on a random GPT-2-shaped model: greedy generation and
+log-probs made our way equal TransformerLens's own, batched steering equals one
+coefficient at a time, and the generation study is well formed."""
+
+import pytest
+import torch
+
+from sae_workbench.edits import edit_hook, feature_edit
+from sae_workbench.kinds.causal_lm import log_probs
+from sae_workbench.steer.generation import generation_study, greedy_continuation, steer_generation
+from sae_workbench.steer.sweep import best_coefficient
+
+from helpers import GPT2_HOOKS as HOOKS, GPT_HOOK, _bos_text, _gpt_setup, _random_sae
+
+# one intra-op thread (conftest.py), unlike in test_controls.py where the first two tests were: after the steer
+# modules before this one have set and restored the thread count, the default threads make them some 30x slower
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_log_probs_and_greedy_generation_match_transformer_lens(tiny_gpt2):
+    model = tiny_gpt2.model
+    ids = torch.tensor([_bos_text([5, 6, 7, 8]).ids])
+    with torch.no_grad():
+        ref = torch.log_softmax(model(ids)[0].float(), -1)
+        resid = model(ids, stop_at_layer=model.cfg.n_layers)[0]
+    assert torch.equal(log_probs(model, resid), ref)  # the cached unembedding is the very matrix TransformerLens multiplies by
+    sae = _random_sae()
+    hook = (HOOKS[1], edit_hook(feature_edit(sae, 3, "add", 5.0), skip_bos=True))
+    for hooks in ([], [hook]):
+        ours = greedy_continuation(tiny_gpt2, ids, 6, hooks)
+        with model.hooks(fwd_hooks=hooks), torch.no_grad():
+            theirs = model.generate(ids, max_new_tokens=6, do_sample=False, stop_at_eos=False, verbose=False, use_past_kv_cache=False)
+        assert torch.equal(ours, theirs)
+
+
+def test_batched_steering_rows_equal_one_coefficient_at_a_time(tiny_gpt2):
+    sae = _random_sae()
+    prompts = [torch.tensor([_bos_text([11, 12, 13]).ids]), torch.tensor([_bos_text([40, 41]).ids])]
+    coefs = [-2.0, 0.0, 3.0]
+    batched = steer_generation(tiny_gpt2, sae, 5, HOOKS[1], 1.5, coefs, prompts, 5, "add")
+    assert [(r["coefficient"], r["prompt"]) for r in batched] == [(c, p) for c in coefs for p in range(2)]
+    for c in coefs:
+        alone = steer_generation(tiny_gpt2, sae, 5, HOOKS[1], 1.5, [c], prompts, 5, "add")
+        for a, b in zip(alone, [r for r in batched if r["coefficient"] == c]):
+            assert a["continuation_ids"] == b["continuation_ids"]
+            for k in ("feature_activation", "concept_score", "boosted_mass", "nll"):
+                assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
+
+
+def test_generation_study_well_formed(tiny_gpt2):
+    _, sae = _gpt_setup(tiny_gpt2)
+    model = tiny_gpt2.model
+    prompts = [torch.tensor([_bos_text([11, 12, 13]).ids]), torch.tensor([_bos_text([200, 7]).ids])]
+    coefs = [-1.0, 0.0, 1.0, 4.0]
+    for mode in ("add", "clamp"):
+        g = generation_study(tiny_gpt2, sae, 1, GPT_HOOK, 2.0, coefs, prompts, 5, mode, max_ppl_ratio=1.5, top_tokens=10)
+        assert len(g.rows) == len(coefs) * len(prompts) and g.coefficients == coefs
+        assert all(p > 1 for p in g.perplexity) and g.unsteered["perplexity"] > 1
+        assert all(0 <= m <= 1 for m in g.boosted_mass) and len(g.boosted_tokens) == 10
+        row = g.rows[0]  # perplexity under the unsteered model, recomputed here
+        full = torch.cat([prompts[0], torch.tensor([row["continuation_ids"]])], 1)
+        with torch.no_grad():
+            lp = torch.log_softmax(model(full)[0, 3:-1], -1).gather(-1, full[0, 4:, None])
+        assert row["perplexity"] == pytest.approx(float(torch.exp(-lp.mean())), rel=1e-4)
+        if mode == "add":  # coefficient 0 reproduces plain greedy decoding
+            with torch.no_grad():
+                plain = model.generate(prompts[1], max_new_tokens=5, do_sample=False, stop_at_eos=False, verbose=False, use_past_kv_cache=False)
+            assert g.rows[3]["coefficient"] == 0.0 and g.rows[3]["continuation_ids"] == plain[0, 3:].tolist()
+            assert g.perplexity[1] == pytest.approx(g.unsteered["perplexity"])
+            assert g.best_coefficient is not None
+        else:  # tied orthonormal SAE: the clamped feature reads relu(t + min(pre, 0)), t where it was active
+            acts = {(r["coefficient"], r["prompt"]): r["feature_activation"] for r in g.rows}
+            assert all(abs(acts[0.0, p]) < 1e-5 and acts[1.0, p] <= 2.0 + 1e-4 < acts[4.0, p] <= 8.0 + 1e-4 for p in (0, 1))
+        if g.best_coefficient is not None:
+            ok = [i for i, p in enumerate(g.perplexity) if p <= 1.5 * g.unsteered["perplexity"]]
+            b = coefs.index(g.best_coefficient)
+            assert b in ok and g.concept_score[b] == max(g.concept_score[i] for i in ok)
+    assert best_coefficient([0.0, 1.0, 2.0], [0.1, 0.5, 0.9], [1.0, 1.5, 3.0], 2.0) == 1.0
+    assert best_coefficient([-1.0, 0.0, 1.0], [0.5, 0.2, 0.5], [1.0, 1.0, 1.0], 2.0) == -1.0  # tie: first smallest |c|
+    assert best_coefficient([1.0], [0.5], [3.0], 2.0) is None
