@@ -20,7 +20,7 @@ def probe(texts_path: str, out_dir: str, steps: int = 3, params_path: str = "par
     """Extract activations of the texts (every hook of params.yaml) and train an
     SAE for `steps` steps on the first hook (CPU). Returns md5s of every output
     file and of the SAE's weights, and timings (bench/determinism_cost.py and
-    tests/test_determinism.py run this in fresh processes). `warmup`: extract
+    tests/pipeline/test_determinism.py run this in fresh processes). `warmup`: extract
     once untimed first (the first forward pass carries one-off set-up costs)."""
     import dataclasses
     import hashlib

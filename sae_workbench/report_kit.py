@@ -3,8 +3,12 @@ outputs, and Markdown/figure output that Quarto and the pandoc fallback both rea
 
 A chapter notebook's set-up cell is
 
-    from sae_workbench.report_kit import fnum, md, read, setup, show, slug
-    params = setup(params_path)
+    from sae_workbench.report_kit import CATEGORIES, fnum, md, read, setup, show, slug
+    params, kind, hooks = setup(params_path)
+
+What differs between model kinds is worded beside the kinds
+(`kind.description`, `kind.fidelity_label`, ...: `sae_workbench/kinds/wording.py`),
+so chapters never branch on a kind's name.
 
 The first `show` of a notebook emits the plotly.js bundle, as HTML-only
 Markdown (`::: {.content-visible when-format="html"}`), so the PDF shows
@@ -16,14 +20,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from IPython.display import Markdown, display
-
-from typing import NamedTuple
 
 from . import viz
 from .config import CATEGORIES, Params, load_params
 from .data import read_texts
+from .kinds.wording import CausalLM, Encoder, worded
+
+__all__ = ["CATEGORIES", "VERDICT", "Chapter", "fnum", "labelled_counts", "md", "pval", "read", "setup", "show", "slug"]
 
 VERDICT = {
     "stronger": "stronger specialists than",
@@ -36,9 +42,21 @@ VERDICT = {
 _plotly_loaded = False
 
 
-def setup(params_path: str | Path) -> Params:
-    """The run's params (params.yaml, typed)."""
-    return load_params(params_path)
+class Chapter(NamedTuple):
+    """What every chapter needs."""
+
+    params: Params
+    """The run's params.yaml, typed."""
+    kind: CausalLM | Encoder
+    """The model's kind, with the report's wording of it (`kinds.wording`)."""
+    hooks: list[str]
+    """The hooks, in book order."""
+
+
+def setup(params_path: str | Path) -> Chapter:
+    """params, kind, hooks = setup(params_path): the one set-up call of every chapter."""
+    params = load_params(params_path)
+    return Chapter(params, worded(params.model), list(params.hooks))
 
 
 def read(path: str | Path):
