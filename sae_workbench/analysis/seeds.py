@@ -33,7 +33,7 @@ HEADLINE = ("explained_variance", "l0", "dead_frac")
 
 
 def seed_study(params: Params, hook: str, out_dir: str | Path, acts: str | Path = "data/activations/corpus",
-               eval_acts: str | Path = "data/activations/eval", saes: str | Path = "data/saes",
+               eval_acts: str | Path = "data/activations/eval", sae_dir: str | Path = "data/saes",
                sae_metrics: str | Path = "metrics/sae", analysis: str | Path = "data/analysis") -> dict:
     """Train the hook's extra seeds into out_dir/<hook>/seed_<s>/; write
     out_dir/<hook>/stability.json; return the hook's entry of metrics/seeds.json
@@ -52,7 +52,7 @@ def seed_study(params: Params, hook: str, out_dir: str | Path, acts: str | Path 
     saes, per_seed = {}, {}
     for s in seeds:
         if s == params.seed:
-            sae, _ = load_sae(params.model, hook, saes)
+            sae, _ = load_sae(params.model, hook, sae_dir)
             m = dict(first)
         else:
             result = train_on_split(split, params.sae, s, desc=f"seeds {hook} seed {s}")

@@ -1,8 +1,9 @@
 """Steering a sentence encoder (kind 'encoder'): embedding drift towards a
-category. Steering (edits as in `edits`; m the feature's maximum observed
-activation, coefficients c multiples of m): held-out texts of other categories
-are steered and their pooled sentence embeddings compared with the category
-centroids (the normalised mean embedding of each category's unsteered train texts):
+category. Held-out texts of other categories are steered (edits as in
+`edits`; m the feature's maximum observed activation, coefficients c
+multiples of m) and their pooled sentence embeddings compared with the
+category centroids (the normalised mean embedding of each category's
+unsteered train texts):
     similarity[cat]      mean cos(steered embedding, centroid of cat)
     nearest_target_frac  fraction of steered texts whose nearest centroid is the target
     drift                mean 1 - cos(steered, unsteered embedding): the fluency analogue

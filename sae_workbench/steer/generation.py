@@ -1,7 +1,7 @@
-"""Steering a causal language model (kind 'causal_lm'): greedy generation
-with a feature edited in. Steering (edits as in `edits`; m the feature's maximum observed
-activation, coefficients c multiples of m): greedy continuations of prompts with
-the edit at every non-BOS position:
+"""Steering a causal language model (kind 'causal_lm'): greedy continuations
+of prompts with a feature edited in (`edits`) at every non-BOS position; m is
+the feature's maximum observed activation, coefficients c multiples of m.
+Measured per coefficient:
     feature_activation   mean f_i over the generated tokens in the steered pass
     concept_score        mean f_i over the generated tokens when the UNSTEERED model
                          reads prompt + continuation (does the text carry the concept?)
