@@ -110,12 +110,6 @@ class ProfileConfig:
         except (KeyError, IndexError, ValueError):
             raise ValueError(f"profiles.*.sae_id {self.sae_id!r} may only use {{hook}} and {{layer}}") from None
 
-    @property
-    def has_lm_head(self) -> bool:
-        """Whether logits mean anything. Kept for the report notebooks; code asks
-        `sae_workbench.kinds.model_kind(profile)` instead."""
-        return self.kind == "causal_lm"
-
     def pretrained_sae(self, hook: str) -> tuple[str, str]:
         """(SAELens release, SAE id) of the pre-trained SAE for `hook`; ValueError if none is configured."""
         if not self.sae_release:

@@ -100,6 +100,8 @@ def test_every_declared_metric_exists_with_its_keys(tiny_run):
     assert seeds["seeds"] == [0, 1] and ev["values"][0] == first["explained_variance"] and ev["min"] <= ev["mean"] <= ev["max"]
     assert 0 <= seeds["stability"]["frac_stable"]["mean"] <= 1 and -1 <= seeds["stability"]["median_best_cosine"]["mean"] <= 1
     assert set(seeds["specialists"]) == set(an["specialists"])
+    fid = seeds["headline"]["embedding_cosine"]  # the encoder's fidelity, as mean and spread over seeds
+    assert fid["values"][0] == first["fidelity"]["fidelity"] and fid["min"] <= fid["mean"] <= fid["max"]
     pre = read("metrics/pretrained.json")
     assert pre["available"] is False and pre["release"] is None  # MiniLM has no pre-trained SAEs
     # the random-model control: same statistics, a different model
