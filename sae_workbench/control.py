@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,19 +33,59 @@ import torch
 
 from .activations import load_activation_set, load_token_table
 from .analysis.compare import specialist_strengths
+from .analysis.results import HookAnalysis
 from .analysis.stats import paired_auroc_test, specialist_statistics
 from .cli import read_json, rounded
 from .config import CATEGORIES, Params
 from .data import Text
 from .extraction import extract_activations
 from .features import encode_sparse, load_features
-from .measure import measure_sae, rounded_as
+from .measure import SAEMetrics, measure_sae, rounded_as
 from .models import ModelHandle, load_model
 from .sae.io import load_sae, save_for_saelens
 from .sae.train import split_activation_set, train_on_split
 
 SPEC_KEYS = ("feature", "heldout_auroc", "auroc_ci_low", "auroc_ci_high", "p_value", "significant")
 """The numbers of each control specialist kept in metrics/control.json."""
+
+
+@dataclass
+class ControlStudy:
+    """metrics/control.json: the control's SAE and specialists at `hook`, its
+    specialists against the trained model's (`trained_vs_random`, paired), and the
+    trained model's numbers at the same hook (`real`); or, when the control did
+    not run, only `skipped` (why). Written with to_json, read back with from_json."""
+
+    hook: str | None
+    skipped: str | None = None
+    model: str = ""
+    """How the control model was made, in words."""
+    train_tokens: int = 0
+    real_train_tokens: int | None = None
+    explained_variance: float = 0.0
+    l0: float = 0.0
+    dead_frac: float = 0.0
+    specialists_significant: int = 0
+    mean_heldout_auroc: float = 0.0
+    specialists: dict | None = None
+    """Per category: the control's specialist (SPEC_KEYS)."""
+    trained_vs_random: dict | None = None
+    """analysis.stats.paired_auroc_test of the trained model's specialists against the control's."""
+    real: dict | None = None
+    """The trained model's specialists_significant, mean_heldout_auroc and per-category heldout_auroc."""
+
+    def to_json(self) -> dict:
+        if self.skipped is not None:
+            return {"hook": None, "skipped": self.skipped}
+        return {k: v for k, v in self.__dict__.items() if k != "skipped"}
+
+    @classmethod
+    def from_json(cls, d: dict) -> ControlStudy:
+        return cls(**d)
+
+    @classmethod
+    def read(cls, path: str | Path) -> ControlStudy:
+        return cls.from_json(read_json(path))
 
 
 @torch.no_grad()
@@ -60,14 +101,15 @@ def randomize_weights(handle: ModelHandle, seed: int) -> ModelHandle:
 
 
 def control_study(params: Params, corpus: list[Text], labelled: list[Text], out_dir: str | Path, real_analysis: str | Path,
-                  real_sae: str | Path, real_acts: str | Path, real_features: str | Path) -> dict:
+                  real_sae: str | Path, real_acts: str | Path, real_features: str | Path,
+                  real_details: str | Path = "data/analysis") -> ControlStudy:
     """The control at params.control.hook (module docstring): its SAE goes to
-    out_dir/<hook>/; returns metrics/control.json's content. real_*: the trained
-    model's analysis metrics, SAE metrics, labelled-text activations and features
-    at the same hook."""
+    out_dir/<hook>/; returns metrics/control.json's content (ControlStudy). real_*:
+    the trained model's analysis metrics, SAE metrics, labelled-text activations,
+    features and analysis at the same hook."""
     cfg, hook = params.control, params.control.hook
-    real = read_json(Path(real_analysis) / f"{hook}.json")
-    real_sae_metrics = read_json(Path(real_sae) / f"{hook}.json")
+    real = HookAnalysis.from_json(read_json(Path(real_details) / f"{hook}.json"), read_json(Path(real_analysis) / f"{hook}.json"))
+    real_sae_metrics = SAEMetrics.read(Path(real_sae) / f"{hook}.json")
     corpus = corpus[: cfg.corpus_texts] if cfg.corpus_texts else corpus
     handle = randomize_weights(load_model(params.model), params.seed)
 
@@ -98,24 +140,25 @@ def control_study(params: Params, corpus: list[Text], labelled: list[Text], out_
         raise ValueError(f"{real_acts} holds other texts than the labelled texts: re-run dvc repro")
     held = np.array([t["split"] == "heldout" for t in texts])
     real_ft = load_features(Path(real_features) / f"{hook}.safetensors")
-    s_real = specialist_strengths(real_ft, real_table.text_index, len(texts), real["specialists"])[held]
+    s_real = specialist_strengths(real_ft, real_table.text_index, len(texts), real.specialists)[held]
     s_ctl = strength[:, [spec[c].feature for c in CATEGORIES]][held]
     test = paired_auroc_test(s_real, s_ctl, [t["category"] for t, k in zip(texts, held) if k], np.random.default_rng(params.seed),
                              a.n_bootstrap, a.alpha)
     aurocs = [spec[c].heldout_auroc for c in CATEGORIES]
-    return {
-        "hook": hook,
-        "model": "random weights: every weight matrix re-drawn from N(mean, std) of the trained one (seed = params seed)",
-        "train_tokens": split.train_tokens,
-        "real_train_tokens": real_sae_metrics.get("train_tokens"),
-        "explained_variance": rounded_as("explained_variance", rec["explained_variance"]),
-        "l0": rounded_as("l0", rec["l0"]),
-        "dead_frac": rounded_as("dead_frac", result.dead_frac),
-        "specialists_significant": count.significant,
-        "mean_heldout_auroc": rounded(np.mean(aurocs)),
-        "specialists": {c: {k: rounded(v) if isinstance(v, float) else v for k, v in spec[c].to_json().items() if k in SPEC_KEYS}
-                        for c in CATEGORIES},
-        "trained_vs_random": test,
-        "real": {"specialists_significant": real["specialists_significant"], "mean_heldout_auroc": real["mean_heldout_auroc"],
-                 "heldout_auroc": {c: real["specialists"][c]["heldout_auroc"] for c in CATEGORIES if c in real["specialists"]}},
-    }
+    real_m = real.metrics_json()
+    return ControlStudy(
+        hook=hook,
+        model="random weights: every weight matrix re-drawn from N(mean, std) of the trained one (seed = params seed)",
+        train_tokens=split.train_tokens,
+        real_train_tokens=real_sae_metrics.train_tokens,
+        explained_variance=rounded_as("explained_variance", rec["explained_variance"]),
+        l0=rounded_as("l0", rec["l0"]),
+        dead_frac=rounded_as("dead_frac", result.dead_frac),
+        specialists_significant=count.significant,
+        mean_heldout_auroc=rounded(np.mean(aurocs)),
+        specialists={c: {k: rounded(v) if isinstance(v, float) else v for k, v in spec[c].to_json().items() if k in SPEC_KEYS}
+                     for c in CATEGORIES},
+        trained_vs_random=test,
+        real={"specialists_significant": real_m["specialists_significant"], "mean_heldout_auroc": real_m["mean_heldout_auroc"],
+              "heldout_auroc": {c: real_m["specialists"][c]["heldout_auroc"] for c in CATEGORIES if c in real_m["specialists"]}},
+    )

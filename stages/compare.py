@@ -34,7 +34,7 @@ def main(args, params):
     """Specialists, strongest features and coverage across hooks."""
     hooks = params.hooks
     m = {h: read_json(Path(args.analysis_metrics) / f"{h}.json") for h in hooks}
-    d = {h: HookAnalysis.from_json(read_json(Path(args.analysis) / f"{h}.json")) for h in hooks}
+    d = {h: HookAnalysis.from_json(read_json(Path(args.analysis) / f"{h}.json"), m[h]) for h in hooks}
     table = load_token_table(args.acts)
     held = np.array([t["split"] == "heldout" for t in table.texts])
     strength = {}
@@ -42,7 +42,7 @@ def main(args, params):
         ft = load_features(Path(args.features) / f"{h}.safetensors")
         if ft.n_rows != len(table.text_index):
             raise ValueError(f"{args.features}/{h}.safetensors covers {ft.n_rows} tokens, {args.acts} {len(table.text_index)}: re-run dvc repro")
-        strength[h] = specialist_strengths(ft, table.text_index, len(table.texts), m[h]["specialists"])[held]
+        strength[h] = specialist_strengths(ft, table.text_index, len(table.texts), d[h].specialists)[held]
     heldout = {"labels": [t["category"] for t, k in zip(table.texts, held) if k], "strength": strength}
     result = compare_hooks(hooks, m, d, heldout, np.random.default_rng(params.seed), params.analysis.n_bootstrap, params.analysis.alpha)
     metrics = result.metrics_json()

@@ -11,7 +11,7 @@ import sae_workbench  # noqa: F401  first: pins the numerics before torch and nu
 
 from sae_workbench.cli import stage, write_json
 from sae_workbench.config import CATEGORIES
-from sae_workbench.control import control_study
+from sae_workbench.control import ControlStudy, control_study
 from sae_workbench.data import read_texts
 
 
@@ -19,6 +19,7 @@ def args(p):
     p.add_argument("--corpus", default="data/prepared/corpus.jsonl")
     p.add_argument("--texts", default="data/prepared/eval.jsonl")
     p.add_argument("--real-analysis", default="metrics/analysis")
+    p.add_argument("--real-details", default="data/analysis")
     p.add_argument("--real-sae", default="metrics/sae")
     p.add_argument("--real-features", default="data/features")
     p.add_argument("--real-acts", default="data/activations/eval")
@@ -32,14 +33,14 @@ def main(args, params):
     hook = params.control.hook
     if not hook or params.model.sae_source != "custom":
         why = "control.hook is empty" if not hook else "the profile uses pre-trained SAEs (the control trains its own)"
-        write_json(args.metrics, {"hook": None, "skipped": why})
+        write_json(args.metrics, ControlStudy(hook=None, skipped=why).to_json())
         return
     m = control_study(params, read_texts(args.corpus), read_texts(args.texts), args.out, args.real_analysis, args.real_sae,
-                      args.real_acts, args.real_features)
-    write_json(args.metrics, m)
+                      args.real_acts, args.real_features, args.real_details)
+    write_json(args.metrics, m.to_json())
     n = len(CATEGORIES)
-    print(f"control {hook}: random model {m['specialists_significant']}/{n} significant specialists, mean held-out AUROC "
-          f"{m['mean_heldout_auroc']:.3f} (trained model: {m['real']['specialists_significant']}/{n}, {m['real']['mean_heldout_auroc']:.3f})")
+    print(f"control {hook}: random model {m.specialists_significant}/{n} significant specialists, mean held-out AUROC "
+          f"{m.mean_heldout_auroc:.3f} (trained model: {m.real['specialists_significant']}/{n}, {m.real['mean_heldout_auroc']:.3f})")
 
 
 if __name__ == "__main__":

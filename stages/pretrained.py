@@ -17,9 +17,9 @@ import dataclasses
 from pathlib import Path
 
 
-from sae_workbench.cli import read_json, stage, write_json
+from sae_workbench.cli import stage, write_json
 from sae_workbench.kinds import model_kind
-from sae_workbench.measure import measure_sae
+from sae_workbench.measure import PretrainedComparison, SAEMetrics, measure_sae
 from sae_workbench.models import load_model
 from sae_workbench.offline import ModelUnavailable
 from sae_workbench.sae.io import load_sae
@@ -39,8 +39,8 @@ def main(args, params):
     """Side-by-side metrics of the custom and the pre-trained SAE of each covered hook."""
     if not params.model.sae_release:
         why = f"the {params.model_key} profile names no pre-trained SAE release (profiles.{params.model_key}.sae_release)"
-        write_json(args.metrics, {"release": None, "sae_id": None, "available": False, "reason": why,
-                                  "hooks": {h: {"available": False, "reason": why} for h in params.hooks}})
+        write_json(args.metrics, PretrainedComparison(None, None, {h: {"available": False, "reason": why} for h in params.hooks},
+                                                      False, why).to_json())
         print(f"pretrained: {why}")
         return
     profile = dataclasses.replace(params.model, sae_source="pretrained")
@@ -53,8 +53,8 @@ def main(args, params):
             out["hooks"][h] = {"available": False, "reason": str(e)}
     handle, unreachable = None, {}
     for h, release, sae_id in covered:
-        custom = read_json(Path(args.sae_metrics) / f"{h}.json")
-        row = {"release": release, "sae_id": sae_id, "custom": {k: custom[k] for k in KEYS} | {"fidelity": custom.get("fidelity", {})}}
+        custom = SAEMetrics.read(Path(args.sae_metrics) / f"{h}.json")
+        row = {"release": release, "sae_id": sae_id, "custom": {k: getattr(custom, k) for k in KEYS} | {"fidelity": custom.fidelity}}
         if release not in unreachable:
             try:
                 sae, neuronpedia = load_sae(profile, h, "unused")
@@ -76,7 +76,7 @@ def main(args, params):
             pre["fidelity"] = measured.fidelity
         out["hooks"][h] = {**row, "available": True, "neuronpedia": neuronpedia, "pretrained": pre}
     out["available"] = any(v.get("available") for v in out["hooks"].values())
-    write_json(args.metrics, out)
+    write_json(args.metrics, PretrainedComparison(**out).to_json())
     shown = "; ".join(unreachable.values()) or ", ".join(f"{h}: {v['pretrained']['explained_variance']:.3f} vs {v['custom']['explained_variance']:.3f} EV"
                                 for h, v in out["hooks"].items() if v.get("available"))
     print(f"pretrained: {shown or 'no release covers these hooks'}")

@@ -37,8 +37,8 @@ def main(args, params):
         hooks = []
     Path(args.out).mkdir(parents=True, exist_ok=True)
     write_json(Path(args.out) / "hooks.json", hooks)
-    write_json(args.metrics, {h: seed_study(params, h, args.out, args.acts, args.eval, args.saes, args.sae_metrics, args.analysis)
-                              for h in hooks})
+    write_json(args.metrics, {h: seed_study(params, h, args.out, args.acts, args.eval, args.saes, args.sae_metrics,
+                                            args.analysis).metrics_json() for h in hooks})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 $ python stages/steer.py
 Reads the specialists of steer.hook from data/analysis/<hook>.json, the SAE, the
 evaluation texts and the features' firing frequencies (data/features/<hook>.safetensors),
-runs the study (sae_workbench/steer_study.py: what is measured and how) and writes
+runs the study (sae_workbench/steer/study.py: what is measured and how) and writes
 metrics/steer.json (headline numbers) and data/steer/results.json (everything).
 """
 
@@ -11,6 +11,7 @@ import sae_workbench  # noqa: F401  first: pins the numerics before torch and nu
 
 from pathlib import Path
 
+from sae_workbench.analysis.results import HookAnalysis
 from sae_workbench.cli import read_json, stage, write_json
 from sae_workbench.data import read_texts
 from sae_workbench.kinds import model_kind
@@ -32,11 +33,11 @@ def args(p):
 def main(args, params):
     """Steer, ablate and attribute the steer.category specialist."""
     cfg = params.steer
-    specs = read_json(Path(args.analysis) / f"{cfg.hook}.json")["specialists"]
+    specs = HookAnalysis.from_json(read_json(Path(args.analysis) / f"{cfg.hook}.json")).specialists
     texts = read_texts(args.texts)
     if cfg.attribution_text and not any(t.id == cfg.attribution_text for t in texts):  # before minutes of work
         raise ValueError(f"steer.attribution_text {cfg.attribution_text!r} is not a text id in {args.texts} (params.yaml)")
-    if cfg.category not in specs or float(specs[cfg.category].get("max_act", 0)) <= 0:
+    if cfg.category not in specs or not (specs[cfg.category].max_act or 0) > 0:
         raise ValueError(f"{args.analysis}/{cfg.hook}.json has no {cfg.category} specialist that fires: nothing to steer (re-run dvc repro)")
     handle = load_model(params.model)
     sae, _ = load_sae(params.model, cfg.hook, args.saes)

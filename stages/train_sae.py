@@ -61,7 +61,7 @@ def main(args, params):
     handle = load_model(params.model) if n_fid else None
     measured = measure_sae(sae, split.x_eval, hook, handle, model_kind(params.model), split.held_texts(n_fid) if n_fid else [],
                            params.data.max_tokens)
-    metrics = {"source": params.model.sae_source, **extra, **measured.metrics_json(dead)}
+    metrics = measured.metrics(params.model.sae_source, dead, **extra).to_json()
     write_json(Path(args.metrics) / f"{hook}.json", metrics)
     print(f"train_sae {hook}: {metrics}")
 

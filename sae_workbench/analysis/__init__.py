@@ -1,6 +1,6 @@
 """The analyses of the SAE features, one module per job.
 
-    results.py   typed results (Specialist, SpecialistCount, HookAnalysis, HookComparison),
+    results.py   typed results (Specialist, SpecialistCount, HookAnalysis, HookComparison, SeedStudy),
                  written by to_json / metrics_json, read back by from_json
     stats.py     every statistical test and interval: specialist selection on the train texts,
                  held-out AUROC and score with bootstrap intervals, permutation test,
@@ -9,6 +9,7 @@
                  co-activation, coverage; concept search
     cards.py     feature cards: top activating tokens in context, histogram, logit effects
     compare.py   the cross-hook comparison (compare_hooks): components vs the residual stream
+    seeds.py     seed stability (seed_study): the same SAE trained with further seeds, matched
 """
 
 # Nothing is imported here: import from the submodule (`from sae_workbench.analysis.stats import auroc`),

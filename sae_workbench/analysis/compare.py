@@ -28,10 +28,10 @@ def written_into(hook: str, hooks: list[str]) -> str | None:
     return None
 
 
-def specialist_strengths(ft: FeatureTable, text_index: np.ndarray, n_texts: int, specialists: dict[str, dict],
+def specialist_strengths(ft: FeatureTable, text_index: np.ndarray, n_texts: int, specialists: dict[str, Specialist],
                          categories=CATEGORIES) -> np.ndarray:
     """[n_texts, n_cat]: each text's strongest activation of each category's specialist."""
-    return ft.per_text_max(text_index, n_texts)[:, [int(specialists[c]["feature"]) for c in categories]]
+    return ft.per_text_max(text_index, n_texts)[:, [specialists[c].feature for c in categories]]
 
 
 def compare_hooks(hooks: list[str], metrics: dict[str, dict], details: dict[str, HookAnalysis], heldout: dict | None = None,

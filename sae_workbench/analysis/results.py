@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -185,3 +186,46 @@ class HookComparison:
             "best_hook_vs_runner_up": self.best_hook_vs_runner_up,
             "components_vs_resid": {c["hook"]: {k: v for k, v in c.items() if k != "hook"} for c in self.components_vs_resid},
         }
+
+
+@dataclass
+class SeedStudy:
+    """What seed_study measured on one hook: `metrics_json()` is its entry of
+    metrics/seeds.json, `details_json()` data/seeds/<hook>/stability.json;
+    `from_json(entry, details)` reads both back."""
+
+    hook: str
+    seeds: list[int]
+    headline: dict[str, dict]
+    """Per metric (explained_variance, l0, dead_frac, the kind's fidelity): mean and spread over seeds."""
+    stability: dict
+    """threshold, frac_stable and median_best_cosine (mean and spread over ordered seed pairs)."""
+    pairs: list[dict]
+    """Per ordered pair of seeds: frac_stable, median_best_cosine."""
+    specialists: dict[str, dict]
+    """Per category: the first seed's specialist, its best match in every other seed (matches), matched_in of other_seeds."""
+    per_seed: dict[str, dict]
+    """Per seed (as a string): its metrics."""
+
+    @property
+    def matched_in_every_seed(self) -> int:
+        return sum(v["matched_in"] == v["other_seeds"] for v in self.specialists.values())
+
+    def metrics_json(self) -> dict:
+        return {
+            "hook": self.hook,
+            "seeds": self.seeds,
+            "headline": self.headline,
+            "stability": self.stability,
+            "specialists_matched_in_every_seed": self.matched_in_every_seed,
+            "specialists": {c: {k: v[k] for k in ("feature", "matched_in", "other_seeds")} for c, v in self.specialists.items()},
+        }
+
+    def details_json(self) -> dict:
+        return json.loads(json.dumps({"pairs": self.pairs, "specialists": self.specialists, "per_seed": self.per_seed}, default=float))
+
+    @classmethod
+    def from_json(cls, entry: dict, details: dict) -> SeedStudy:
+        """Inverse of metrics_json (entry: metrics/seeds.json[hook]) and details_json (details: stability.json)."""
+        return cls(hook=entry["hook"], seeds=entry["seeds"], headline=entry["headline"], stability=entry["stability"],
+                   pairs=details["pairs"], specialists=details["specialists"], per_seed=details["per_seed"])

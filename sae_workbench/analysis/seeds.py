@@ -6,12 +6,12 @@ seeds, the share of features whose decoder direction has a best match of
 cosine >= STABLE_COSINE in another seed, and whether each specialist has such
 a match and its held-out AUROC there. Definitions: `analysis.stats`.
 
-    metrics = seed_study(params, hook, "data/seeds")     # stages/seeds.py
+    study = seed_study(params, hook, "data/seeds")       # stages/seeds.py
+    study.metrics_json()                                 # the hook's entry of metrics/seeds.json
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +21,11 @@ from ..cli import read_json, write_json
 from ..config import CATEGORIES, Params
 from ..features import encode_sparse
 from ..kinds import model_kind
-from ..measure import measure_sae
+from ..measure import SAEMetrics, measure_sae
 from ..models import load_model
 from ..sae.io import load_sae, save_for_saelens
 from ..sae.train import split_activation_set, train_on_split
-from .results import HookAnalysis
+from .results import HookAnalysis, SeedStudy
 from .stats import STABLE_COSINE, auroc, best_match, mean_and_spread, pair_stability, unit_decoder
 
 HEADLINE = ("explained_variance", "l0", "dead_frac")
@@ -34,15 +34,15 @@ HEADLINE = ("explained_variance", "l0", "dead_frac")
 
 def seed_study(params: Params, hook: str, out_dir: str | Path, acts: str | Path = "data/activations/corpus",
                eval_acts: str | Path = "data/activations/eval", sae_dir: str | Path = "data/saes",
-               sae_metrics: str | Path = "metrics/sae", analysis: str | Path = "data/analysis") -> dict:
+               sae_metrics: str | Path = "metrics/sae", analysis: str | Path = "data/analysis") -> SeedStudy:
     """Train the hook's extra seeds into out_dir/<hook>/seed_<s>/; write
-    out_dir/<hook>/stability.json; return the hook's entry of metrics/seeds.json
-    (module docstring). The other arguments: where the pipeline's corpus and
+    out_dir/<hook>/stability.json (its details_json); return the SeedStudy, whose
+    metrics_json() is the hook's entry of metrics/seeds.json (module docstring). The other arguments: where the pipeline's corpus and
     labelled-text activations, SAEs, SAE metrics and analyses are."""
     seeds = [params.seed + i for i in range(params.sae.seeds)]
     split = split_activation_set(acts, hook, params.sae.eval_frac, params.seed)
     x_eval = split.x_eval
-    first = read_json(Path(sae_metrics) / f"{hook}.json")
+    first = SAEMetrics.read(Path(sae_metrics) / f"{hook}.json")
     specs = HookAnalysis.from_json(read_json(Path(analysis) / f"{hook}.json")).specialists
     eval_table, eval_x = load_activation_set(eval_acts, hook)
     labels = np.array([t["category"] for t in eval_table.texts])
@@ -53,7 +53,7 @@ def seed_study(params: Params, hook: str, out_dir: str | Path, acts: str | Path 
     for s in seeds:
         if s == params.seed:
             sae, _ = load_sae(params.model, hook, sae_dir)
-            m = dict(first)
+            m = first.to_json()
         else:
             result = train_on_split(split, params.sae, s, desc=f"seeds {hook} seed {s}")
             save_for_saelens(result.sae, result.scale, Path(out_dir) / hook / f"seed_{s}" / hook, hook, params.model.name)
@@ -104,17 +104,10 @@ def seed_study(params: Params, hook: str, out_dir: str | Path, acts: str | Path 
         specialists[c] = {"feature": f, "significant": specs[c].significant, "heldout_auroc": specs[c].heldout_auroc,
                           "matched_in": sum(m["matched"] for m in matches), "other_seeds": len(matches), "matches": matches}
 
-    metrics = {
-        "hook": hook,
-        "seeds": seeds,
-        "headline": headline,
-        "stability": {k: v for k, v in stability.items() if k != "pairs"},
-        "specialists_matched_in_every_seed": sum(v["matched_in"] == v["other_seeds"] for v in specialists.values()),
-        "specialists": {c: {k: v[k] for k in ("feature", "matched_in", "other_seeds")} for c, v in specialists.items()},
-    }
-    write_json(Path(out_dir) / hook / "stability.json", json.loads(json.dumps(
-        {"pairs": pairs, "specialists": specialists, "per_seed": {str(s): per_seed[s]["metrics"] for s in seeds}}, default=float)))
+    study = SeedStudy(hook=hook, seeds=seeds, headline=headline, stability={k: v for k, v in stability.items() if k != "pairs"},
+                      pairs=pairs, specialists=specialists, per_seed={str(s): per_seed[s]["metrics"] for s in seeds})
+    write_json(Path(out_dir) / hook / "stability.json", study.details_json())
     print(f"seeds {hook}: EV {headline['explained_variance']['mean']:.4f} ± {headline['explained_variance']['std']:.4f}, "
           f"stable features {stability['frac_stable']['mean']:.3f}, specialists matched in every seed "
-          f"{metrics['specialists_matched_in_every_seed']}/{len(specialists)}")
-    return metrics
+          f"{study.matched_in_every_seed}/{len(specialists)}")
+    return study

@@ -129,6 +129,7 @@ class EmbeddingSteering(Steering):
     embeddings compared with the category centroids."""
 
     name = "embedding_drift"
+    result_type = SteerResult
     ablation_score = "separation = cos(emb, own centroid) - max cos(emb, other centroids)"
     ablation_accuracy = True
     attribution_metric_name = "cos(pooled embedding, {category} centroid)"

@@ -185,6 +185,7 @@ class GenerationSteering(Steering):
     (concept score), the independent classifier and the unsteered model's perplexity."""
 
     name = "generation"
+    result_type = GenerationResult
     ablation_score = "mean log-probability of the actual next tokens"
     attribution_metric_name = "mean next-token log-prob"
 

@@ -5,6 +5,7 @@ specialists, with the measures the model's kind defines.
     study = steer_study(handle, sae, specs, texts, cfg, kind, features_path, seed, max_tokens)
     study.to_json()       # everything, for data/steer/results.json
     study.metrics_json()  # headline numbers, for metrics/steer.json
+    SteerStudy.read()     # both read back (SteerStudy.from_json)
 
 Definitions of every measure: `steer.generation` (causal LMs), `steer.embedding`
 (encoders), `steer.ablation`, `steer.attribution`; the model kind's `steering`
@@ -19,13 +20,13 @@ Returns a SteerStudy.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..cli import rounded
+from ..cli import read_json, rounded
 from ..config import CATEGORIES, SteerConfig
 from ..edits import MODES
 from ..features import load_features
@@ -85,6 +86,27 @@ class SteerStudy:
         out["attribution"] = self.attribution
         return rounded(out)
 
+    RESULT_KEYS = ("hook", "category", "feature", "max_act", "mode", "coefficients", "best_coefficient", "best_rule", "sweeps",
+                   "per_feature", "ablation", "attribution")
+    METRICS_KEYS = ("feature", "mode", "best_coefficient", "per_feature", "ablation", "attribution_specialist_rank")
+
+    @classmethod
+    def from_json(cls, d: dict, metrics: dict) -> SteerStudy:
+        """Inverse of to_json and metrics_json: d is data/steer/results.json, metrics
+        metrics/steer.json; the sweeps come back as the kind's result dataclass."""
+        return cls(
+            hook=d["hook"], category=d["category"], feature=d["feature"], max_act=d["max_act"], mode=d["mode"],
+            coefficients=d["coefficients"], headline={k: v for k, v in d.items() if k not in cls.RESULT_KEYS},
+            headline_metrics={k: v for k, v in metrics.items() if k not in cls.METRICS_KEYS},
+            best_coefficient=d["best_coefficient"], best_rule=d["best_rule"],
+            sweeps={m: sweep_from_json(s) for m, s in d["sweeps"].items()}, attribution=d["attribution"],
+            per_feature=d.get("per_feature"), per_feature_metrics=metrics.get("per_feature"), ablation=d.get("ablation"),
+        )
+
+    @classmethod
+    def read(cls, results: str | Path = "data/steer/results.json", metrics: str | Path = "metrics/steer.json") -> SteerStudy:
+        return cls.from_json(read_json(results), read_json(metrics))
+
     def metrics_json(self) -> dict:
         out = {"feature": self.feature, "mode": self.mode, **self.headline_metrics, "best_coefficient": self.best_coefficient}
         if self.per_feature_metrics is not None:
@@ -96,12 +118,20 @@ class SteerStudy:
         return rounded(out)
 
 
+def sweep_from_json(d: dict):
+    """A sweep result read back: the result dataclass of the steering whose fields d has."""
+    for steering in STEERING.values():
+        if set(d) == {f.name for f in fields(steering.result_type)}:
+            return steering.result_type(**d)
+    raise ValueError(f"a steering sweep with fields {sorted(d)} matches no steering of {', '.join(STEERING)}: re-run dvc repro")
+
+
 def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: ModelKind, features_path: str | Path, seed: int,
                 max_tokens: int) -> SteerStudy:
-    """The study (module docstring); specs: the hook's specialists (data/analysis/<hook>.json)."""
+    """The study (module docstring); specs: the hook's specialists (HookAnalysis.specialists)."""
     if cfg.category not in specs:
         raise ValueError(f"the analysis of {cfg.hook} has no {cfg.category} specialist: re-run dvc repro")
-    feature, max_act = int(specs[cfg.category]["feature"]), float(specs[cfg.category]["max_act"])
+    feature, max_act = specs[cfg.category].feature, float(specs[cfg.category].max_act or 0)
     if max_act <= 0:
         raise ValueError(f"the {cfg.category} specialist at {cfg.hook} never fires on the evaluation texts: nothing to steer")
     coefs = sorted(cfg.coefficients)
@@ -126,11 +156,11 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: M
     if cfg.all_specialists:
         per_feature, per_feature_metrics = {}, {}
         for c in tqdm(CATEGORIES, desc="steer every specialist", unit="feature"):
-            f, m = int(specs[c]["feature"]), float(specs[c]["max_act"])
+            f, m = specs[c].feature, float(specs[c].max_act or 0)
             if m <= 0:
                 continue
             r = g if c == cfg.category else steering.sweep(handle, sae, f, cfg.hook, m, coefs, ctx, c, cfg.mode, cfg)
-            per_feature[c] = {"feature": f, "max_act": m, "significant": specs[c].get("significant"), **asdict(r)}
+            per_feature[c] = {"feature": f, "max_act": m, "significant": specs[c].significant, **asdict(r)}
             per_feature_metrics[c] = {"feature": f, "slope": slope(coefs, steering.curve(r, c)), **judged(r), "best_coefficient": r.best_coefficient}
 
     # ablation: every specialist of the hook, and a frequency-matched random control
@@ -141,7 +171,7 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: M
             raise ValueError(f"{features_path} has d_sae {ft.d_sae} but the SAE has {sae.cfg.d_sae}: re-run dvc repro")
         freq = np.bincount(ft.feature, minlength=ft.d_sae) / max(1, ft.n_rows)
         rng = np.random.default_rng(seed)
-        chosen = {c: int(specs[c]["feature"]) for c in CATEGORIES if c in specs}
+        chosen = {c: specs[c].feature for c in CATEGORIES if c in specs}
         roles = ablation_roles(chosen, freq, rng, cfg.control_candidates)
         scores = steering.ablation_scores(handle, [tok(t) for t in held], labels, ctx)
         abl = ablation_study(scores, sae, cfg.hook, roles, labels, accuracy=steering.ablation_accuracy,
@@ -149,7 +179,7 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: M
         for c, r in abl.items():
             for role in r.values():
                 role["frequency"] = float(freq[role["feature"]])
-            r["specialist"]["significant"] = specs[c].get("significant")
+            r["specialist"]["significant"] = specs[c].significant
         abl_result = {"score": steering.ablation_score, "drop": "mean over the category's scored held-out texts of score(clean) - score(ablated)",
                       "texts_per_category": cfg.ablation_texts, "texts": [t.id for t in held], "categories": abl}
 

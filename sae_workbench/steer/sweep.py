@@ -70,6 +70,8 @@ class Steering:
     (causal LMs) and embedding drift (encoders)."""
 
     name: str = ""
+    result_type: type = object
+    """The dataclass `sweep` returns (read back by SteerStudy.from_json)."""
     ablation_score: str = ""
     """What the per-text ablation score is, in words."""
     ablation_accuracy: bool = False

@@ -34,7 +34,7 @@ def test_compare_hooks_and_component_pairing():
     metrics = {hooks[0]: good[0], hooks[1]: bad[0], hooks[2]: good[0]}
     details = {hooks[0]: good[1], hooks[1]: bad[1], hooks[2]: good[1]}
     held = np.array([t["split"] == "heldout" for t in texts])
-    strength = {h: specialist_strengths(f, ti, len(texts), metrics[h]["specialists"])[held] for h, f in zip(hooks, (ft, noise, ft))}
+    strength = {h: specialist_strengths(f, ti, len(texts), details[h].specialists)[held] for h, f in zip(hooks, (ft, noise, ft))}
     heldout = {"labels": [t["category"] for t, k in zip(texts, held) if k], "strength": strength}
     result = compare_hooks(hooks, metrics, details, heldout, np.random.default_rng(0), 200)
     cm, data = result.metrics_json(), result.to_json()

