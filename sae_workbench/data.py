@@ -11,6 +11,7 @@ corpus uses category "corpus:<source>" and split "corpus".
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import random
@@ -159,22 +160,40 @@ def stdlib_code_snippets(max_lines: int = 30) -> list[tuple[str, str]]:
     return out
 
 
+CORPUS_SOURCES = {
+    "wiki_en": lambda: wiki_summaries("en"),
+    "wiki_es": lambda: wiki_summaries("es"),
+    "wiki_fr": lambda: wiki_summaries("fr"),
+    "code": stdlib_code_snippets,
+}
+"""The offline pools the SAE corpus draws from; data.corpus_<name> texts are sampled from each."""
+
+
+@functools.lru_cache(maxsize=None)
+def corpus_source_size(name: str) -> int:
+    """How many texts the offline pool `name` holds (read once per process, ~0.1 s each)."""
+    return len(CORPUS_SOURCES[name]())
+
+
+def check_corpus_counts(cfg: DataConfig) -> None:
+    """ValueError naming the first data.corpus_<source> larger than its offline pool."""
+    for name in CORPUS_SOURCES:
+        n = getattr(cfg, f"corpus_{name}")
+        if n and n > corpus_source_size(name):
+            raise ValueError(f"data.corpus_{name} must be an integer in [0, {corpus_source_size(name)}] "
+                             f"(the texts its offline source holds), got {n} (params.yaml)")
+
+
 def build_corpus(cfg: DataConfig, seed: int) -> list[Text]:
     """Unlabelled SAE training corpus: en/es/fr Wikipedia summaries and stdlib code."""
     rng = random.Random(seed)
-    sources = {
-        "wiki_en": (lambda: wiki_summaries("en"), cfg.corpus_wiki_en),
-        "wiki_es": (lambda: wiki_summaries("es"), cfg.corpus_wiki_es),
-        "wiki_fr": (lambda: wiki_summaries("fr"), cfg.corpus_wiki_fr),
-        "code": (stdlib_code_snippets, cfg.corpus_code),
-    }
+    check_corpus_counts(cfg)
     texts = []
-    for name, (load, n) in sources.items():
+    for name, load in CORPUS_SOURCES.items():
+        n = getattr(cfg, f"corpus_{name}")
         if n == 0:
             continue
         pool = load()
-        if n > len(pool):
-            raise ValueError(f"data.corpus_{name} = {n} but only {len(pool)} are available")
         for key, body in rng.sample(pool, n):
             texts.append(Text(id=f"{name}:{key}", category=f"corpus:{name}", split="corpus", text=body))
     rng.shuffle(texts)

@@ -110,7 +110,7 @@ def test_check_stage_stops_before_anything(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"profiles.gemma.kind": "seq2seq"}, "error: profiles.*.kind must be one of causal_lm, encoder, got 'seq2seq'\n"),
+    ({"profiles.gemma.kind": "seq2seq"}, "error: profiles.gemma.kind must be one of causal_lm, encoder, got 'seq2seq' (params.yaml)\n"),
     ({"sae.architecture": "gated"}, "error: sae.architecture must be one of relu, topk, batchtopk, got 'gated'\n"),
 ])
 def test_check_stage_rejects_names_its_registries_lack(tmp_path, change, message):

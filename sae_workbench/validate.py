@@ -1,0 +1,71 @@
+"""Everything a later stage would refuse, checked before any stage runs.
+
+    from sae_workbench.validate import check_pipeline
+    notes = check_pipeline(params, texts, "data/texts/labelled.jsonl")   # ValueError: one line
+
+`load_params` checks what params.yaml says on its own (types, bounds, names);
+this checks what it asks of the machine and the data, cheaply, without loading
+a model: the names the registries hold (model kinds, SAE architectures), the
+sizes of the offline corpus sources, each profile's n_layers and the SAE width
+against the model's config file, the device, and the labelled texts (their
+checks are in `data.validate_labelled`) with the text ids params.yaml names.
+`stages/check.py` runs it first under `dvc repro`, so nothing it would refuse
+reaches a stage whose outputs DVC has deleted.
+"""
+
+from __future__ import annotations
+
+from .config import Params, ProfileConfig
+from .data import Text, check_corpus_counts, validate_labelled
+from .kinds import model_kind
+from .models import ModelDims, model_dims
+from .offline import ModelUnavailable
+from .sae.train import architecture_builder, resolve_device
+
+
+def check_profile(key: str, profile: ProfileConfig, chosen: bool) -> ModelDims | None:
+    """The profile's kind is registered and its n_layers is the model's; returns the model's
+    dims (None if unknown without loading it). A profile not chosen may name a package not
+    installed here (it is only checked when `model` selects it)."""
+    try:
+        model_kind(profile)
+    except ValueError as e:
+        raise ValueError(f"{str(e).replace('profiles.*.', f'profiles.{key}.')} (params.yaml)") from None
+    try:
+        dims = model_dims(profile)
+    except ModelUnavailable as e:
+        if not chosen:
+            return None
+        raise ValueError(f"profiles.{key}.name: {e} (params.yaml)") from None
+    if dims is not None and dims.n_layers != profile.n_layers:
+        raise ValueError(f"profiles.{key}.n_layers must be {dims.n_layers}, the layers of {profile.name} "
+                         f"(from {dims.source}), got {profile.n_layers} (params.yaml)")
+    return dims
+
+
+def check_pipeline(params: Params, texts: list[Text], texts_path: str = "the labelled texts") -> list[str]:
+    """Raise ValueError (one line naming the key or text) on anything a later stage would refuse;
+    returns notes on what could not be checked without loading the model."""
+    notes = []
+    for key, profile in (params.profiles or {params.model_key: params.model}).items():
+        dims = check_profile(key, profile, key == params.model_key)
+        if key == params.model_key:
+            chosen = dims
+    architecture_builder(params.sae.architecture)
+    if chosen is None:
+        notes.append(f"d_model of {params.model.name} is unknown until the model loads: sae.k is checked against "
+                     "the SAE width by train_sae")
+    else:
+        width = params.sae.expansion * chosen.d_model
+        if params.sae.k > width:
+            raise ValueError(f"sae.k must be an integer in [1, {width}] (the SAE's width: sae.expansion "
+                             f"{params.sae.expansion} x d_model {chosen.d_model} of {params.model.name}), "
+                             f"got {params.sae.k} (params.yaml)")
+    resolve_device(params.sae.device)
+    check_corpus_counts(params.data)
+    validate_labelled(texts)
+    attribution = params.steer.attribution_text
+    if attribution and not any(t.id == attribution for t in texts):
+        raise ValueError(f"steer.attribution_text {attribution!r} is not a text id in {texts_path} "
+                         "('' takes the first held-out text of steer.category) (params.yaml)")
+    return notes
