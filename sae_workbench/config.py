@@ -476,6 +476,71 @@ def _is_number(value) -> bool:
         return False
 
 
+class _PlainNumber(str):
+    """An unquoted scalar that looks like a number but PyYAML (YAML 1.1) reads as a string,
+    such as 1e30 (YAML 1.1 floats need a dot: 1.0e30)."""
+
+
+_EXPONENT = re.compile(r"^([-+]?)(\d*)\.?(\d*)[eE]([-+]?)(\d+)$")
+
+
+def _shown(value) -> str:
+    """repr of a wrong-typed value, with why a number-looking string is one."""
+    if isinstance(value, _PlainNumber):
+        m = _EXPONENT.match(value)
+        if m:
+            sign, whole, frac, esign, exp = m.groups()
+            as_float = f"{sign}{whole or '0'}.{frac or '0'}e{esign or '+'}{exp}"
+            return f"{str(value)!r} (PyYAML reads an unquoted {value} as a string, not a number: write {as_float})"
+        return f"{str(value)!r} (a string to YAML; it writes NaN and infinity .nan and .inf)"
+    return repr(value) + (" (a quoted string: remove the quotes)" if _is_number(value) else "")
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys (as DVC does) and marks unquoted
+    number-looking strings (_PlainNumber)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                m = key_node.start_mark
+                raise ValueError(f"{m.name} has a duplicate key {key!r} at line {m.line + 1}, column {m.column + 1} "
+                                 f"(first at line {seen[key] + 1}); keep one (DVC rejects the file too)")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_str(self, node):
+        value = super().construct_yaml_str(node)
+        return _PlainNumber(value) if node.style is None and _is_number(value) else value
+
+
+_ParamsLoader.add_constructor("tag:yaml.org,2002:str", _ParamsLoader.construct_yaml_str)
+
+
+def read_yaml(path: Path):
+    """The YAML document at path; ValueError naming file, line, column and cause."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not valid UTF-8 YAML: {e.reason} (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+    try:
+        loader = _ParamsLoader(text)
+        loader.name = str(path)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        m = e.problem_mark or e.context_mark
+        where = f" at line {m.line + 1}, column {m.column + 1}" if m else ""
+        cause = "; ".join(x for x in (e.context, e.problem) if x)
+        raise ValueError(f"{path} is not valid UTF-8 YAML{where}: {cause}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path} is not valid UTF-8 YAML: {str(e).splitlines()[0]}") from None
+
+
 def _build(cls, raw: dict[str, Any] | None, section: str, complete: bool = True):
     """cls(**raw) after checking every key is a field and every value has the field's type;
     complete: every field must be present too (a key deleted from params.yaml is an error,
@@ -495,8 +560,7 @@ def _build(cls, raw: dict[str, Any] | None, section: str, complete: bool = True)
     hints = typing.get_type_hints(cls)
     for key, value in raw.items():
         if not _type_ok(value, hints[key]):
-            shown = repr(value) + (" (a quoted string: remove the quotes)" if _is_number(value) else "")
-            raise ValueError(f"{section}.{key} must be {_type_name(hints[key])}, got {shown} (params.yaml)")
+            raise ValueError(f"{section}.{key} must be {_type_name(hints[key])}, got {_shown(value)} (params.yaml)")
     try:
         return cls(**raw)
     except ValueError as e:  # a profile's messages say profiles.*.<field>: name the profile
@@ -508,12 +572,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path} not found: run from the repository root")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid UTF-8 YAML: {str(e).splitlines()[0]}") from None
+    raw = read_yaml(path)
+    if raw is None:
+        raise ValueError(f"{path} is empty: params.yaml must hold the pipeline's keys ({', '.join(TOP_LEVEL)}); see the README")
     if not isinstance(raw, dict):
-        raise ValueError(f"{path} must be a mapping of keys to values")
+        raise ValueError(f"{path} must be a mapping of keys to values, got {type(raw).__name__}")
     for key in raw:
         if key not in TOP_LEVEL:
             raise _unknown_key(key, TOP_LEVEL, "")
@@ -522,7 +585,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
             raise ValueError(f"params.yaml has no {key}; add it (see the README)")
     seed = raw.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer, got {seed!r} (params.yaml)")
+        raise ValueError(f"seed must be an integer, got {_shown(seed)} (params.yaml)")
     if not 0 <= seed <= SEED_MAX:
         raise ValueError(f"seed must be an integer in [0, {SEED_MAX}] (numpy's seed range), got {seed} (params.yaml)")
     profiles = raw.get("profiles")

@@ -97,6 +97,30 @@ def test_params_file_itself(tmp_path):
         load_params(p)
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("  k: 64", "  k: 64\n  k: 32"),
+     r"params.yaml has a duplicate key 'k' at line \d+, column 3 \(first at line \d+\); keep one \(DVC rejects the file too\)$"),
+    (lambda t: t.replace("seed: 0", "seed: 0\nseed: 1"), r"duplicate key 'seed' at line 3, column 1 \(first at line 2\)"),
+    (lambda t: t.replace("  k: 64", "  k: [64"), r"params.yaml is not valid UTF-8 YAML at line \d+, column \d+: while parsing a flow sequence"),
+    (lambda t: t.replace("  k: 64", "   k: 64"), r"params.yaml is not valid UTF-8 YAML at line \d+, column 4: while parsing a block mapping; expected <block end>"),
+    (lambda t: t.replace("  k: 64", "\tk: 64"), r"is not valid UTF-8 YAML at line \d+, column \d+: .*'\\t'"),
+    (lambda t: "", r"params.yaml is empty: params.yaml must hold the pipeline's keys"),
+    (lambda t: "# nothing but a comment\n", r"params.yaml is empty"),
+    (lambda t: "- a list\n", r"params.yaml must be a mapping of keys to values, got list"),
+    (lambda t: t.replace("lr: 0.004", "lr: 1e30"),
+     r"^sae.lr must be a number, got '1e30' \(PyYAML reads an unquoted 1e30 as a string, not a number: write 1.0e\+30\)"),
+    (lambda t: t.replace("lr: 0.004", "lr: 4e-3"), r"unquoted 4e-3 as a string, not a number: write 4.0e-3"),
+    (lambda t: t.replace("lr: 0.004", "lr: nan"), r"^sae.lr must be a number, got 'nan' \(a string to YAML; it writes NaN and infinity .nan and .inf\)"),
+    (lambda t: t.replace("lr: 0.004", "lr: .nan"), r"^sae.lr must be a number in \(0, 1\), got nan"),
+    (lambda t: t.replace("seed: 0", "seed: 1e30"), r"^seed must be an integer, got '1e30' \(PyYAML reads an unquoted 1e30 as a string"),
+])
+def test_yaml_errors_name_file_line_column_and_cause(tmp_path, edit, message):
+    p = tmp_path / "params.yaml"
+    p.write_text(edit((ROOT / "params.yaml").read_text()))
+    with pytest.raises(ValueError, match=message):
+        load_params(p)
+
+
 def test_check_stage_stops_before_anything(tmp_path):
     """The pipeline's first stage: one line for a bad value; the passed marker is the same bytes for any good params."""
     out = tmp_path / "checked.txt"
