@@ -139,15 +139,15 @@ class ProfileConfig:
         if self.loader not in LOADERS:
             raise ValueError(f"profiles.*.loader must be one of {', '.join(LOADERS)}, got {self.loader!r}")
         if self.loader == "gguf" and not self.tl_name:
-            raise ValueError("profiles.*.loader is 'gguf' but tl_name (the TransformerLens architecture) is empty")
+            raise ValueError("profiles.*.tl_name is empty, but loader 'gguf' needs it (the TransformerLens architecture the weights fill)")
         if self.sae_source not in ("custom", "pretrained"):
             raise ValueError(f"profiles.*.sae_source must be 'custom' or 'pretrained', got {self.sae_source!r}")
         if self.sae_source == "pretrained" and not self.sae_release:
-            raise ValueError("profiles.*.sae_source is 'pretrained' but sae_release is empty")
+            raise ValueError("profiles.*.sae_release is empty, but sae_source 'pretrained' needs a SAELens release")
         if isinstance(self.sae_release, dict):
             bad = sorted(set(self.sae_release) - set(HOOK_COMPONENTS))
             if bad:
-                raise ValueError(f"profiles.*.sae_release keys must be hook components ({', '.join(HOOK_COMPONENTS)}), got {', '.join(bad)}")
+                raise ValueError(f"profiles.*.sae_release.{bad[0]}: sae_release keys must be hook components ({', '.join(HOOK_COMPONENTS)}), got {', '.join(bad)}")
         try:
             self.sae_id.format(hook="blocks.0.hook_resid_pre", layer=0)
         except (KeyError, IndexError, ValueError):
@@ -293,8 +293,8 @@ class AnalysisConfig:
     """Histogram bins of a card's non-zero activations."""
 
     def __post_init__(self) -> None:
-        _ranges(self, "analysis", top_k="[1, 1000]", min_active_tokens="[1, 1000000]", n_bootstrap="[100, 1000000]",
-                n_permutations="[100, 1000000]", alpha="(0, 1)", coact_min_tokens="[1, 1000000]",
+        _ranges(self, "analysis", top_k="[1, 1000]", min_active_tokens="[1, 1000000]", n_bootstrap="[100, 100000]",
+                n_permutations="[100, 100000]", alpha="(0, 1)", coact_min_tokens="[1, 1000000]",
                 card_strongest="[0, 1000]", card_top_tokens="[1, 1000]", card_bins="[1, 1000]")
 
 
@@ -355,12 +355,19 @@ class SteerConfig:
             if not in_interval(c, COEFFICIENTS):
                 raise ValueError(f"steer.coefficients must be numbers in {COEFFICIENTS} (multiples of the feature's "
                                  f"max activation), got {c!r} (params.yaml)")
+        twice = [c for i, c in enumerate(self.coefficients) if c in self.coefficients[:i]]
+        if twice:
+            raise ValueError(f"steer.coefficients lists {twice[0]} twice (params.yaml)")
+        if len(self.coefficients) < 2:
+            raise ValueError(f"steer.coefficients needs at least 2 values (a slope is fitted over them), got {self.coefficients} (params.yaml)")
         if not self.prompts:
             raise ValueError("steer.prompts is empty: list at least one prompt, e.g. [\"The weather today is\"] (params.yaml)")
         for i, prompt in enumerate(self.prompts):
             if not prompt.strip() or len(prompt) > 2000:
                 raise ValueError(f"steer.prompts[{i}] must be a non-blank string of at most 2000 characters, "
                                  f"got {prompt[:40]!r} (params.yaml)")
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in prompt):
+                raise ValueError(f"steer.prompts[{i}] holds a lone surrogate (a \\ud800-style escape), which no tokenizer takes (params.yaml)")
         if self.mode not in STEER_MODES:
             raise ValueError(f"steer.mode must be 'add' or 'clamp', got {self.mode!r}")
         # steer.attribution_text must be a labelled text id: validate.py checks it against the texts
@@ -541,6 +548,19 @@ def read_yaml(path: Path):
         raise ValueError(f"{path} is not valid UTF-8 YAML: {str(e).splitlines()[0]}") from None
 
 
+def _check_mapping_values(value, tp, key: str) -> None:
+    """For a mapping given where the annotation allows dict[K, V]: ValueError naming the
+    first entry whose value is not a V (as key.entry)."""
+    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    dicts = [a for a in options if typing.get_origin(a) is dict and typing.get_args(a)]
+    if not isinstance(value, dict) or not dicts:
+        return
+    vt = typing.get_args(dicts[0])[1]
+    for k, v in value.items():
+        if not _type_ok(v, vt):
+            raise ValueError(f"{key}.{k} must be {_type_name(vt)}, got {_shown(v)} (params.yaml)")
+
+
 def _build(cls, raw: dict[str, Any] | None, section: str, complete: bool = True):
     """cls(**raw) after checking every key is a field and every value has the field's type;
     complete: every field must be present too (a key deleted from params.yaml is an error,
@@ -559,6 +579,7 @@ def _build(cls, raw: dict[str, Any] | None, section: str, complete: bool = True)
                 raise ValueError(f"params.yaml has no {section}.{f.name}; add it (for example {f.name}: {json.dumps(default)})")
     hints = typing.get_type_hints(cls)
     for key, value in raw.items():
+        _check_mapping_values(value, hints[key], f"{section}.{key}")
         if not _type_ok(value, hints[key]):
             raise ValueError(f"{section}.{key} must be {_type_name(hints[key])}, got {_shown(value)} (params.yaml)")
     try:

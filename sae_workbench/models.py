@@ -232,6 +232,20 @@ def model_dims(profile: ProfileConfig) -> ModelDims | None:
     return dims
 
 
+def transformer_lens_knows(name: str) -> bool:
+    """Whether TransformerLens has an architecture named `name` (an official name or alias);
+    names in KNOWN_DIMS answer without importing it (~5 s)."""
+    if name in KNOWN_DIMS:
+        return True
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    try:
+        get_official_model_name(name)
+    except ValueError:
+        return False
+    return True
+
+
 def load_model(profile: ProfileConfig, device: str = "cpu") -> ModelHandle:
     """Load the profile's model; raise ModelUnavailable with one line if it cannot be."""
     if profile.loader == "gguf":

@@ -15,10 +15,12 @@ reaches a stage whose outputs DVC has deleted.
 
 from __future__ import annotations
 
+import os
+
 from .config import Params, ProfileConfig
 from .data import Text, check_corpus_counts, validate_labelled
 from .kinds import model_kind
-from .models import ModelDims, model_dims
+from .models import ModelDims, model_dims, transformer_lens_knows
 from .offline import ModelUnavailable
 from .sae.train import architecture_builder, resolve_device
 
@@ -37,16 +39,38 @@ def check_profile(key: str, profile: ProfileConfig, chosen: bool) -> ModelDims |
         if not chosen:
             return None
         raise ValueError(f"profiles.{key}.name: {e} (params.yaml)") from None
+    arch = {"gguf": "tl_name", "hooked_transformer": "name"}.get(profile.loader)
+    if chosen and arch and not transformer_lens_knows(getattr(profile, arch)):
+        raise ValueError(f"profiles.{key}.{arch} {getattr(profile, arch)!r} is not a model TransformerLens knows "
+                         "(loading_from_pretrained.OFFICIAL_MODEL_NAMES), so no stage could build it (params.yaml)")
     if dims is not None and dims.n_layers != profile.n_layers:
         raise ValueError(f"profiles.{key}.n_layers must be {dims.n_layers}, the layers of {profile.name} "
                          f"(from {dims.source}), got {profile.n_layers} (params.yaml)")
     return dims
 
 
+def sae_training_bytes(params: Params, d_model: int) -> dict[str, int]:
+    """Rough bytes SAE training holds, by the key that sizes each part."""
+    d_sae = params.sae.expansion * d_model
+    return {
+        "sae.buffer_tokens": params.sae.buffer_tokens * d_model * 4,  # the shuffle buffer, float32
+        "sae.batch_tokens": params.sae.batch_tokens * d_sae * 4 * 4,  # a batch's pre-activations, latents, their gradients
+        "sae.expansion": d_model * d_sae * 4 * 2 * 4,  # encoder and decoder, their gradients and Adam's two moments
+    }
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory, if the OS says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def check_pipeline(params: Params, texts: list[Text], texts_path: str = "the labelled texts") -> list[str]:
     """Raise ValueError (one line naming the key or text) on anything a later stage would refuse;
     returns notes on what could not be checked without loading the model."""
-    notes = []
+    notes, chosen = [], None
     for key, profile in (params.profiles or {params.model_key: params.model}).items():
         dims = check_profile(key, profile, key == params.model_key)
         if key == params.model_key:
@@ -61,6 +85,12 @@ def check_pipeline(params: Params, texts: list[Text], texts_path: str = "the lab
             raise ValueError(f"sae.k must be an integer in [1, {width}] (the SAE's width: sae.expansion "
                              f"{params.sae.expansion} x d_model {chosen.d_model} of {params.model.name}), "
                              f"got {params.sae.k} (params.yaml)")
+        need, have = sae_training_bytes(params, chosen.d_model), memory_bytes()
+        if have and sum(need.values()) > have / 2:
+            key = max(need, key=need.get)
+            parts = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in need.items())
+            raise ValueError(f"{key} is too large for this machine: SAE training would hold about {sum(need.values()) / 1e9:.0f} GB "
+                             f"({parts} GB), more than half its {have / 1e9:.0f} GB of memory (params.yaml)")
     resolve_device(params.sae.device)
     check_corpus_counts(params.data)
     validate_labelled(texts)

@@ -50,6 +50,24 @@ def test_later_stage_refusals_are_checked_first(tmp_path, dotted, value, message
         _check(tmp_path, _set(raw_params(), dotted, value))
 
 
+def test_sae_training_too_large_for_the_machine(tmp_path):
+    raw = _set(_set(raw_params(), "sae.expansion", 256), "sae.batch_tokens", 65536)  # 65536 x 163840 latents: ~170 GB
+    with pytest.raises(ValueError, match=r"^sae.batch_tokens is too large for this machine: SAE training would hold about \d+ GB"):
+        _check(tmp_path, raw)
+
+
+def test_coefficients_twice_or_alone(tmp_path):
+    with pytest.raises(ValueError, match=r"^steer.coefficients lists 1.0 twice"):
+        _check(tmp_path, _set(raw_params(), "steer.coefficients", [0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"^steer.coefficients needs at least 2 values"):
+        _check(tmp_path, _set(raw_params(), "steer.coefficients", [1.0]))
+
+
+def test_unknown_transformer_lens_architecture(tmp_path):
+    with pytest.raises(ValueError, match=r"^profiles.gemma.tl_name 'google/gemma-9' is not a model TransformerLens knows"):
+        _check(tmp_path, _set(raw_params(), "profiles.gemma.tl_name", "google/gemma-9"))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_cuda_without_cuda(tmp_path):
     with pytest.raises(ValueError, match=r"^sae.device is 'cuda' but no CUDA device is available"):
