@@ -248,7 +248,7 @@ def _tree_state(repo: Path) -> dict[str, tuple[int, int]]:
     ("sae.epochs", 1.5, "sae.epochs must be an integer, got 1.5"),
     ("sae.lr", "0.004", "sae.lr must be a number, got '0.004' (a quoted string: remove the quotes)"),
     ("steer.coeficients", [1.0], "unknown key 'steer.coeficients' in params.yaml; did you mean 'steer.coefficients'?"),
-    ("data.max_tokens", 4, "data.max_tokens must be in [8, 512], got 4"),
+    ("data.max_tokens", 4, "data.max_tokens must be an integer in [8, 512], got 4 (params.yaml)"),
 ])
 def test_bad_param_under_dvc_repro_loses_nothing(tiny_run, key, value, message):
     """DVC deletes a stage's outputs before running it: the check stage runs first and
