@@ -21,7 +21,7 @@ from .config import Params, ProfileConfig
 from .data import Text, check_corpus_counts, validate_labelled
 from .kinds import model_kind
 from .models import ModelDims, model_dims, transformer_lens_knows
-from .offline import ModelUnavailable
+from .offline import ModelUnavailable, hub_reachable, in_hub_cache
 from .sae.train import architecture_builder, resolve_device
 
 
@@ -47,6 +47,37 @@ def check_profile(key: str, profile: ProfileConfig, chosen: bool) -> ModelDims |
         raise ValueError(f"profiles.{key}.n_layers must be {dims.n_layers}, the layers of {profile.name} "
                          f"(from {dims.source}), got {profile.n_layers} (params.yaml)")
     return dims
+
+
+def check_hub(key: str, profile: ProfileConfig, hooks: list[str]) -> None:
+    """What the chosen profile fetches from the Hugging Face hub (a hooked_transformer model,
+    pre-trained SAEs) exists, and is reachable or in the local cache; imports TransformerLens
+    or SAELens only for such a profile."""
+    repos = []
+    if profile.sae_source == "pretrained":
+        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+        directory = get_pretrained_saes_directory()
+        for hook in hooks:
+            try:
+                release, sae_id = profile.pretrained_sae(hook)
+            except ValueError as e:
+                raise ValueError(f"profiles.{key}.sae_release: {e} (params.yaml)") from None
+            if release not in directory:
+                raise ValueError(f"profiles.{key}.sae_release: SAELens knows no release {release!r} (params.yaml)")
+            if sae_id not in directory[release].saes_map:
+                raise ValueError(f"profiles.{key}.sae_id: release {release!r} has no SAE {sae_id!r} for {hook!r} (params.yaml)")
+            repos.append((f"profiles.{key}.sae_release", f"SAE release {release!r}", directory[release].repo_id))
+    if profile.loader == "hooked_transformer":
+        from transformer_lens.loading_from_pretrained import get_official_model_name
+
+        repos.append((f"profiles.{key}.name", f"model {profile.name!r}", get_official_model_name(profile.name)))
+    if repos and not hub_reachable():
+        for k, what, repo in repos:
+            if not in_hub_cache(repo):
+                raise ValueError(f"{k}: {what} needs the Hugging Face hub (huggingface.co), which is unreachable here, and "
+                                 f"{repo} is not in the local cache; run with internet access once, or use an offline profile: "
+                                 "model: gemma or model: minilm (params.yaml)")
 
 
 def sae_training_bytes(params: Params, d_model: int) -> dict[str, int]:
@@ -75,6 +106,7 @@ def check_pipeline(params: Params, texts: list[Text], texts_path: str = "the lab
         dims = check_profile(key, profile, key == params.model_key)
         if key == params.model_key:
             chosen = dims
+    check_hub(params.model_key, params.model, params.hooks)
     architecture_builder(params.sae.architecture)
     if chosen is None:
         notes.append(f"d_model of {params.model.name} is unknown until the model loads: sae.k is checked against "

@@ -7,6 +7,7 @@ import torch
 from sae_workbench.config import load_params
 from sae_workbench.data import CORPUS_SOURCES, corpus_source_size, read_texts
 from sae_workbench.models import KNOWN_DIMS, model_dims
+from sae_workbench.offline import hub_reachable, in_hub_cache
 from sae_workbench.validate import check_pipeline
 
 from helpers import ROOT, raw_params, write_params
@@ -88,3 +89,26 @@ def test_model_dims_without_loading(minilm_params, params):
     assert (model_dims(minilm_params.model).n_layers, model_dims(minilm_params.model).d_model) == (6, 384)
     gemma = model_dims(params.model)
     assert (gemma.n_layers, gemma.d_model) == KNOWN_DIMS["google/gemma-3-270m"]
+
+
+def _gpt2(raw, sae_source):
+    raw["model"], raw["hooks"], raw["steer"]["hook"] = "gpt2", ["blocks.8.hook_resid_pre"], "blocks.8.hook_resid_pre"
+    raw["sae"]["seed_hooks"], raw["control"]["hook"] = [], ""
+    raw["profiles"]["gpt2"]["sae_source"] = sae_source
+    return raw
+
+
+@pytest.mark.skipif(hub_reachable() or in_hub_cache("gpt2"), reason="the hub is reachable or GPT-2 is cached here")
+def test_a_hub_profile_offline_is_refused_by_check(tmp_path):
+    """GPT-2 small and its pre-trained SAEs come from the hub: offline, with nothing cached, check says so
+    (before, extraction failed after DVC had deleted its outputs)."""
+    with pytest.raises(ValueError, match=r"^profiles.gpt2.sae_release: SAE release 'gpt2-small-res-jb' needs the Hugging Face hub"):
+        _check(tmp_path, _gpt2(raw_params(), "pretrained"))
+    with pytest.raises(ValueError, match=r"^profiles.gpt2.name: model 'gpt2-small' needs the Hugging Face hub .* gpt2 is not in the local cache"):
+        _check(tmp_path, _gpt2(raw_params(), "custom"))
+
+
+def test_a_pretrained_hook_without_a_release_is_refused(tmp_path):
+    raw = _set(raw_params(), "profiles.gemma.sae_source", "pretrained")  # hooks include blocks.9.hook_attn_out
+    with pytest.raises(ValueError, match=r"^profiles.gemma.sae_release: no pre-trained SAE release for attn_out hooks"):
+        _check(tmp_path, raw)
