@@ -531,7 +531,9 @@ def read_yaml(path: Path):
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not valid UTF-8 YAML: {e.reason} (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+        line = e.object[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path} is not valid UTF-8 YAML at line {line}: {e.reason} (byte 0x{e.object[e.start]:02x} "
+                         f"at offset {e.start}); save it as UTF-8") from None
     try:
         loader = _ParamsLoader(text)
         loader.name = str(path)
