@@ -485,7 +485,7 @@ def _is_number(value) -> bool:
 
 class _PlainNumber(str):
     """An unquoted scalar that looks like a number but PyYAML (YAML 1.1) reads as a string,
-    such as 1e30 (YAML 1.1 floats need a dot: 1.0e30)."""
+    such as 1e30 (YAML 1.1 floats need a dot and a signed exponent: 1.0e+30)."""
 
 
 _EXPONENT = re.compile(r"^([-+]?)(\d*)\.?(\d*)[eE]([-+]?)(\d+)$")

@@ -7,8 +7,12 @@
 this checks what it asks of the machine and the data, cheaply, without loading
 a model: the names the registries hold (model kinds, SAE architectures), the
 sizes of the offline corpus sources, each profile's n_layers and the SAE width
-against the model's config file, the device, and the labelled texts (their
+against the model's config file, whether TransformerLens knows the architecture,
+the hub for a profile that needs it (offline: its files in the local cache),
+the memory SAE training would hold, the device, and the labelled texts (their
 checks are in `data.validate_labelled`) with the text ids params.yaml names.
+What it cannot know without loading the model (d_model of a model in no config
+file or table) it returns as notes, which stages/check.py prints.
 `stages/check.py` runs it first under `dvc repro`, so nothing it would refuse
 reaches a stage whose outputs DVC has deleted.
 """
