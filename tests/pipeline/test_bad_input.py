@@ -3,7 +3,9 @@ one line naming the bad value and where to fix it, a non-zero exit, and the
 previous outputs untouched. The `dvc repro` side (the check stage stops the
 pipeline before DVC deletes anything) is tests/pipeline/test_pipeline.py's
 test_bad_param_under_dvc_repro_loses_nothing; params types, ranges and
-unknown keys are tabled in tests/test_config.py.
+unknown keys are tabled in tests/test_config.py, what params ask of the machine
+and the data in tests/test_validate.py, and every key through a hostile set of
+values in tests/test_check_property.py.
 
 | case | entry point | message (start) |
 |---|---|---|
