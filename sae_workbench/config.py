@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 import types
 import typing
@@ -37,13 +38,50 @@ CATEGORIES = (
 
 
 STEER_MODES = ("add", "clamp")
+COEFFICIENTS = "[-100, 100]"
+"""Steering coefficients are multiples of the feature's max activation: beyond 100x the text is noise."""
 
 
-def _at_least(cfg, section: str, lo: int, *fields: str) -> None:
-    """ValueError naming the first of `fields` of `cfg` below `lo`."""
-    for f in fields:
-        if getattr(cfg, f) < lo:
-            raise ValueError(f"{section}.{f} must be >= {lo}, got {getattr(cfg, f)}")
+SEED_MAX = 2**32 - 1
+"""numpy's seeds are 0 .. 2**32 - 1."""
+
+
+def _interval(text: str) -> tuple[float, float, bool, bool]:
+    """'[0, 1)' -> (0, 1, closed below, open above)."""
+    lo, hi = (float(v) for v in text[1:-1].split(","))
+    return lo, hi, text[0] == "(", text[-1] == ")"
+
+
+def in_interval(x, text: str) -> bool:
+    """Whether the number x lies in the interval written as text ('(0, 1]'); NaN and
+    infinity never do (every comparison is written so that NaN fails it)."""
+    lo, hi, open_lo, open_hi = _interval(text)
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    if isinstance(x, float) and not math.isfinite(x):
+        return False
+    above = lo < x if open_lo else lo <= x
+    below = x < hi if open_hi else x <= hi
+    return above and below
+
+
+def _ranges(cfg, section: str, **bounds: str) -> None:
+    """ValueError naming the first field of `cfg` outside its interval, e.g.
+    _ranges(cfg, "sae", lr="(0, 1)", epochs="[1, 1000]"); the interval is quoted in the message."""
+    hints = typing.get_type_hints(type(cfg))
+    for name, text in bounds.items():
+        x = getattr(cfg, name)
+        if not in_interval(x, text):
+            what = "an integer" if hints[name] is int else "a number"
+            raise ValueError(f"{section}.{name} must be {what} in {text}, got {x!r} (params.yaml)")
+
+
+def _hook_of(key: str, hook: str) -> int:
+    """hook_layer(hook), its message naming the params key that holds the hook."""
+    try:
+        return hook_layer(hook)
+    except ValueError as e:
+        raise ValueError(f"{key}: {e} (params.yaml)") from None
 
 
 def hook_layer(hook: str) -> int:
@@ -93,18 +131,23 @@ class ProfileConfig:
     """Neuronpedia model id for feature links, e.g. 'gpt2-small', 'gemma-3-270m'."""
 
     def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("profiles.*.name is empty: name the model's package or TransformerLens name")
+        _ranges(self, "profiles.*", n_layers="[1, 512]")
+        if not self.sae_id.strip():
+            raise ValueError("profiles.*.sae_id is empty: use '{hook}' or a template such as 'layer_{layer}_width_16k'")
         if self.loader not in LOADERS:
             raise ValueError(f"profiles.*.loader must be one of {', '.join(LOADERS)}, got {self.loader!r}")
         if self.loader == "gguf" and not self.tl_name:
-            raise ValueError("profiles.*.loader is 'gguf' but tl_name (the TransformerLens architecture) is empty")
+            raise ValueError("profiles.*.tl_name is empty, but loader 'gguf' needs it (the TransformerLens architecture the weights fill)")
         if self.sae_source not in ("custom", "pretrained"):
             raise ValueError(f"profiles.*.sae_source must be 'custom' or 'pretrained', got {self.sae_source!r}")
         if self.sae_source == "pretrained" and not self.sae_release:
-            raise ValueError("profiles.*.sae_source is 'pretrained' but sae_release is empty")
+            raise ValueError("profiles.*.sae_release is empty, but sae_source 'pretrained' needs a SAELens release")
         if isinstance(self.sae_release, dict):
             bad = sorted(set(self.sae_release) - set(HOOK_COMPONENTS))
             if bad:
-                raise ValueError(f"profiles.*.sae_release keys must be hook components ({', '.join(HOOK_COMPONENTS)}), got {', '.join(bad)}")
+                raise ValueError(f"profiles.*.sae_release.{bad[0]}: sae_release keys must be hook components ({', '.join(HOOK_COMPONENTS)}), got {', '.join(bad)}")
         try:
             self.sae_id.format(hook="blocks.0.hook_resid_pre", layer=0)
         except (KeyError, IndexError, ValueError):
@@ -144,12 +187,11 @@ class DataConfig:
     """Texts per forward pass during extraction."""
 
     def __post_init__(self) -> None:
-        _at_least(self, "data", 0, "corpus_wiki_en", "corpus_wiki_es", "corpus_wiki_fr", "corpus_code")
+        # the corpus counts are checked against what the offline sources hold by validate.py
+        _ranges(self, "data", corpus_wiki_en="[0, 100000]", corpus_wiki_es="[0, 100000]", corpus_wiki_fr="[0, 100000]",
+                corpus_code="[0, 100000]", max_tokens="[8, 512]", batch_size="[1, 1024]")
         if self.corpus_wiki_en + self.corpus_wiki_es + self.corpus_wiki_fr + self.corpus_code == 0:
             raise ValueError("data.corpus_* are all 0: the SAE corpus would be empty")
-        if not 8 <= self.max_tokens <= 512:
-            raise ValueError(f"data.max_tokens must be in [8, 512], got {self.max_tokens}")
-        _at_least(self, "data", 1, "batch_size")
 
 
 @dataclass
@@ -203,33 +245,26 @@ class SAEConfig:
     """Hooks trained with every seed of `seeds` (each extra seed costs one more training)."""
 
     def __post_init__(self) -> None:
-        _at_least(self, "sae", 1, "expansion", "k")
-        if self.l1_coefficient < 0 or self.aux_coefficient < 0:
-            raise ValueError("sae.l1_coefficient and sae.aux_coefficient must be >= 0")
-        if not 0 < self.lr < 1:
-            raise ValueError(f"sae.lr must be in (0, 1), got {self.lr}")
-        if not 0 < self.decoder_lr_mult <= 100:
-            raise ValueError(f"sae.decoder_lr_mult must be in (0, 100], got {self.decoder_lr_mult}")
-        if self.batch_tokens < 1 or self.epochs < 1:
-            raise ValueError("sae.batch_tokens and sae.epochs must be >= 1")
+        # sae.k <= expansion * d_model needs the model's d_model: validate.py checks it
+        _ranges(self, "sae", expansion="[1, 256]", k="[1, 65536]", l1_coefficient="[0, 1000]", l1_warmup_frac="[0, 1)",
+                aux_coefficient="[0, 100]", lr="(0, 1)", decoder_lr_mult="(0, 100]", lr_warmup_frac="[0, 1)",
+                lr_decay_frac="[0, 1)", batch_tokens="[1, 1048576]", epochs="[1, 1000]", buffer_tokens="[1, 16777216]",
+                eval_frac="(0, 0.5)", dead_window_tokens="[1, 1000000000]", checkpoint_every="[0, 1000000]",
+                fidelity_texts="[0, 10000]", seeds="[1, 100]")
         if self.buffer_tokens < self.batch_tokens:
             raise ValueError(f"sae.buffer_tokens ({self.buffer_tokens}) must be >= sae.batch_tokens ({self.batch_tokens})")
-        if not 0 < self.eval_frac < 0.5:
-            raise ValueError(f"sae.eval_frac must be in (0, 0.5), got {self.eval_frac}")
-        for f in ("l1_warmup_frac", "lr_warmup_frac", "lr_decay_frac"):
-            if not 0 <= getattr(self, f) < 1:
-                raise ValueError(f"sae.{f} must be in [0, 1), got {getattr(self, f)}")
-        if self.lr_warmup_frac + self.lr_decay_frac >= 1:
+        if not self.lr_warmup_frac + self.lr_decay_frac < 1:
             raise ValueError("sae.lr_warmup_frac + sae.lr_decay_frac must be < 1")
         if self.b_dec_init not in ("geometric_median", "mean", "zeros"):
             raise ValueError(f"sae.b_dec_init must be geometric_median, mean or zeros, got {self.b_dec_init!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"sae.device must be auto, cpu or cuda, got {self.device!r}")
-        if self.checkpoint_every < 0 or self.fidelity_texts < 0:
-            raise ValueError("sae.checkpoint_every and sae.fidelity_texts must be >= 0")
         if self.seed_hooks and self.seeds < 2:
             raise ValueError(f"sae.seeds must be >= 2 when sae.seed_hooks lists hooks, got {self.seeds}")
-        _at_least(self, "sae", 1, "seeds")
+        for h in self.seed_hooks:
+            _hook_of("sae.seed_hooks", h)
+        if len(set(self.seed_hooks)) != len(self.seed_hooks):
+            raise ValueError("sae.seed_hooks lists a hook twice (params.yaml)")
 
 
 @dataclass
@@ -258,13 +293,9 @@ class AnalysisConfig:
     """Histogram bins of a card's non-zero activations."""
 
     def __post_init__(self) -> None:
-        _at_least(self, "analysis", 1, "top_k")
-        if self.n_bootstrap < 100 or self.n_permutations < 100:
-            raise ValueError("analysis.n_bootstrap and analysis.n_permutations must be >= 100")
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"analysis.alpha must be in (0, 1), got {self.alpha}")
-        _at_least(self, "analysis", 1, "min_active_tokens", "coact_min_tokens", "card_top_tokens", "card_bins")
-        _at_least(self, "analysis", 0, "card_strongest")
+        _ranges(self, "analysis", top_k="[1, 1000]", min_active_tokens="[1, 1000000]", n_bootstrap="[100, 100000]",
+                n_permutations="[100, 100000]", alpha="(0, 1)", coact_min_tokens="[1, 1000000]",
+                card_strongest="[0, 1000]", card_top_tokens="[1, 1000]", card_bins="[1, 1000]")
 
 
 @dataclass
@@ -315,19 +346,34 @@ class SteerConfig:
     """Features listed in the attribution ranking."""
 
     def __post_init__(self) -> None:
-        hook_layer(self.hook)
+        _hook_of("steer.hook", self.hook)
         if self.category not in CATEGORIES:
             raise ValueError(f"steer.category must be one of {', '.join(CATEGORIES)}, got {self.category!r}")
         if not self.coefficients:
             raise ValueError("steer.coefficients is empty")
+        for c in self.coefficients:
+            if not in_interval(c, COEFFICIENTS):
+                raise ValueError(f"steer.coefficients must be numbers in {COEFFICIENTS} (multiples of the feature's "
+                                 f"max activation), got {c!r} (params.yaml)")
+        twice = [c for i, c in enumerate(self.coefficients) if c in self.coefficients[:i]]
+        if twice:
+            raise ValueError(f"steer.coefficients lists {twice[0]} twice (params.yaml)")
+        if len(self.coefficients) < 2:
+            raise ValueError(f"steer.coefficients needs at least 2 values (a slope is fitted over them), got {self.coefficients} (params.yaml)")
+        if not self.prompts:
+            raise ValueError("steer.prompts is empty: list at least one prompt, e.g. [\"The weather today is\"] (params.yaml)")
+        for i, prompt in enumerate(self.prompts):
+            if not prompt.strip() or len(prompt) > 2000:
+                raise ValueError(f"steer.prompts[{i}] must be a non-blank string of at most 2000 characters, "
+                                 f"got {prompt[:40]!r} (params.yaml)")
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in prompt):
+                raise ValueError(f"steer.prompts[{i}] holds a lone surrogate (a \\ud800-style escape), which no tokenizer takes (params.yaml)")
         if self.mode not in STEER_MODES:
             raise ValueError(f"steer.mode must be 'add' or 'clamp', got {self.mode!r}")
-        if not 0 < self.max_drift <= 2:
-            raise ValueError(f"steer.max_drift must be in (0, 2], got {self.max_drift}")
-        if self.max_ppl_ratio < 1:
-            raise ValueError(f"steer.max_ppl_ratio must be >= 1, got {self.max_ppl_ratio}")
-        _at_least(self, "steer", 1, "n_texts", "max_new_tokens", "top_tokens", "control_candidates", "attribution_top")
-        _at_least(self, "steer", 0, "ablation_texts")
+        # steer.attribution_text must be a labelled text id: validate.py checks it against the texts
+        _ranges(self, "steer", n_texts="[1, 10000]", max_new_tokens="[1, 2048]", max_drift="(0, 2]",
+                max_ppl_ratio="[1, 1000]", top_tokens="[1, 1000]", ablation_texts="[0, 1000]",
+                control_candidates="[1, 1000]", attribution_top="[1, 1000]")
 
 
 @dataclass
@@ -342,8 +388,8 @@ class ControlConfig:
 
     def __post_init__(self) -> None:
         if self.hook:
-            hook_layer(self.hook)
-        _at_least(self, "control", 0, "corpus_texts")
+            _hook_of("control.hook", self.hook)
+        _ranges(self, "control", corpus_texts="[0, 100000]")
 
 
 @dataclass
@@ -354,6 +400,9 @@ class ReportConfig:
     """Specialists whose token highlights are shown per hook (one per category at most)."""
     n_other_texts: int = 3
     """Texts from other categories shown beside each specialist's own."""
+
+    def __post_init__(self) -> None:
+        _ranges(self, "report", n_specialists=f"[1, {len(CATEGORIES)}]", n_other_texts="[0, 20]")
 
 
 @dataclass
@@ -370,6 +419,8 @@ class Params:
     steer: SteerConfig
     report: ReportConfig
     control: ControlConfig = field(default_factory=ControlConfig)
+    profiles: dict[str, ProfileConfig] = field(default_factory=dict)
+    """Every profile of params.yaml by name (`model` is the chosen one), each checked."""
 
     def require_hook(self, hook: str) -> str:
         """The hook, if params.yaml lists it; else a one-line ValueError."""
@@ -432,11 +483,91 @@ def _is_number(value) -> bool:
         return False
 
 
+class _PlainNumber(str):
+    """An unquoted scalar that looks like a number but PyYAML (YAML 1.1) reads as a string,
+    such as 1e30 (YAML 1.1 floats need a dot and a signed exponent: 1.0e+30)."""
+
+
+_EXPONENT = re.compile(r"^([-+]?)(\d*)\.?(\d*)[eE]([-+]?)(\d+)$")
+
+
+def _shown(value) -> str:
+    """repr of a wrong-typed value, with why a number-looking string is one."""
+    if isinstance(value, _PlainNumber):
+        m = _EXPONENT.match(value)
+        if m:
+            sign, whole, frac, esign, exp = m.groups()
+            as_float = f"{sign}{whole or '0'}.{frac or '0'}e{esign or '+'}{exp}"
+            return f"{str(value)!r} (PyYAML reads an unquoted {value} as a string, not a number: write {as_float})"
+        return f"{str(value)!r} (a string to YAML; it writes NaN and infinity .nan and .inf)"
+    return repr(value) + (" (a quoted string: remove the quotes)" if _is_number(value) else "")
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys (as DVC does) and marks unquoted
+    number-looking strings (_PlainNumber)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                m = key_node.start_mark
+                raise ValueError(f"{m.name} has a duplicate key {key!r} at line {m.line + 1}, column {m.column + 1} "
+                                 f"(first at line {seen[key] + 1}); keep one (DVC rejects the file too)")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_str(self, node):
+        value = super().construct_yaml_str(node)
+        return _PlainNumber(value) if node.style is None and _is_number(value) else value
+
+
+_ParamsLoader.add_constructor("tag:yaml.org,2002:str", _ParamsLoader.construct_yaml_str)
+
+
+def read_yaml(path: Path):
+    """The YAML document at path; ValueError naming file, line, column and cause."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = e.object[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path} is not valid UTF-8 YAML at line {line}: {e.reason} (byte 0x{e.object[e.start]:02x} "
+                         f"at offset {e.start}); save it as UTF-8") from None
+    try:
+        loader = _ParamsLoader(text)
+        loader.name = str(path)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        m = e.problem_mark or e.context_mark
+        where = f" at line {m.line + 1}, column {m.column + 1}" if m else ""
+        cause = "; ".join(x for x in (e.context, e.problem) if x)
+        raise ValueError(f"{path} is not valid UTF-8 YAML{where}: {cause}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path} is not valid UTF-8 YAML: {str(e).splitlines()[0]}") from None
+
+
+def _check_mapping_values(value, tp, key: str) -> None:
+    """For a mapping given where the annotation allows dict[K, V]: ValueError naming the
+    first entry whose value is not a V (as key.entry)."""
+    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    dicts = [a for a in options if typing.get_origin(a) is dict and typing.get_args(a)]
+    if not isinstance(value, dict) or not dicts:
+        return
+    vt = typing.get_args(dicts[0])[1]
+    for k, v in value.items():
+        if not _type_ok(v, vt):
+            raise ValueError(f"{key}.{k} must be {_type_name(vt)}, got {_shown(v)} (params.yaml)")
+
+
 def _build(cls, raw: dict[str, Any] | None, section: str, complete: bool = True):
     """cls(**raw) after checking every key is a field and every value has the field's type;
     complete: every field must be present too (a key deleted from params.yaml is an error,
     not a silent fall-back to the code's default)."""
-    raw = raw or {}
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ValueError(f"{section} in params.yaml must be a mapping of keys to values, got {raw!r}")
     names = [f.name for f in dataclasses.fields(cls)]
@@ -450,10 +581,13 @@ def _build(cls, raw: dict[str, Any] | None, section: str, complete: bool = True)
                 raise ValueError(f"params.yaml has no {section}.{f.name}; add it (for example {f.name}: {json.dumps(default)})")
     hints = typing.get_type_hints(cls)
     for key, value in raw.items():
+        _check_mapping_values(value, hints[key], f"{section}.{key}")
         if not _type_ok(value, hints[key]):
-            shown = repr(value) + (" (a quoted string: remove the quotes)" if _is_number(value) else "")
-            raise ValueError(f"{section}.{key} must be {_type_name(hints[key])}, got {shown} (params.yaml)")
-    return cls(**raw)
+            raise ValueError(f"{section}.{key} must be {_type_name(hints[key])}, got {_shown(value)} (params.yaml)")
+    try:
+        return cls(**raw)
+    except ValueError as e:  # a profile's messages say profiles.*.<field>: name the profile
+        raise ValueError(str(e).replace("profiles.*.", f"{section}.")) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -461,27 +595,33 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path} not found: run from the repository root")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid UTF-8 YAML: {str(e).splitlines()[0]}") from None
+    raw = read_yaml(path)
+    if raw is None:
+        raise ValueError(f"{path} is empty: params.yaml must hold the pipeline's keys ({', '.join(TOP_LEVEL)}); see the README")
     if not isinstance(raw, dict):
-        raise ValueError(f"{path} must be a mapping of keys to values")
+        raise ValueError(f"{path} must be a mapping of keys to values, got {type(raw).__name__}")
     for key in raw:
         if key not in TOP_LEVEL:
             raise _unknown_key(key, TOP_LEVEL, "")
     for key in ("seed", "model", "hooks"):
         if key not in raw:
             raise ValueError(f"params.yaml has no {key}; add it (see the README)")
-    if not isinstance(raw.get("seed", 0), int) or isinstance(raw.get("seed", 0), bool):
-        raise ValueError(f"seed must be an integer, got {raw.get('seed')!r} (params.yaml)")
-    profiles = raw.get("profiles") or {}
+    seed = raw.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {_shown(seed)} (params.yaml)")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed must be an integer in [0, {SEED_MAX}] (numpy's seed range), got {seed} (params.yaml)")
+    profiles = raw.get("profiles")
+    if not isinstance(profiles, dict) or not profiles:
+        raise ValueError(f"profiles in params.yaml must be a mapping of profile names to profiles, got {profiles!r}")
     key = raw.get("model")
-    if key not in profiles:
+    if not isinstance(key, str) or key not in profiles:
         near = difflib.get_close_matches(str(key), list(profiles), n=1, cutoff=0.5)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ValueError(f"model: {key!r} is not a profile in params.yaml{hint}; choose one of {', '.join(profiles)}")
-    model = _build(ProfileConfig, profiles[key], f"profiles.{key}", complete=False)
+        raise ValueError(f"model: {key!r} is not a profile in params.yaml{hint}; choose one of {', '.join(map(str, profiles))}")
+    # every profile is checked, not only the chosen one: a switch of `model` must not meet a bad one
+    built = {name: _build(ProfileConfig, prof, f"profiles.{name}", complete=False) for name, prof in profiles.items()}
+    model = built[key]
     if not isinstance(raw.get("hooks") or [], list) or not all(isinstance(h, str) for h in raw.get("hooks") or []):
         raise ValueError("hooks in params.yaml must be a list of hook names, e.g. [blocks.5.hook_resid_post]")
     hooks = list(raw.get("hooks") or [])
@@ -490,7 +630,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if len(set(hooks)) != len(hooks):
         raise ValueError("hooks: lists a hook twice")
     for h in hooks:
-        if hook_layer(h) >= model.n_layers:
+        if _hook_of("hooks", h) >= model.n_layers:
             raise ValueError(f"hook {h!r} is beyond {key}'s {model.n_layers} layers (0..{model.n_layers - 1}); "
                              "a profile switch needs its own hooks and steer.hook (README)")
     sae = _build(SAEConfig, raw.get("sae"), "sae")
@@ -504,7 +644,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if steer.hook not in hooks:
         raise ValueError(f"steer.hook {steer.hook!r} is not in hooks: {hooks}")
     return Params(
-        seed=int(raw.get("seed", 0)),
+        seed=seed,
         model=model,
         model_key=key,
         hooks=hooks,
@@ -514,4 +654,5 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         steer=steer,
         report=_build(ReportConfig, raw.get("report"), "report"),
         control=control,
+        profiles=built,
     )

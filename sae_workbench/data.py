@@ -11,11 +11,14 @@ corpus uses category "corpus:<source>" and split "corpus".
 
 from __future__ import annotations
 
+import difflib
+import functools
 import importlib.util
 import json
 import random
 import re
 import sysconfig
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,38 @@ class Text:
     """Kind of text inside its category (labelled texts only), e.g. 'traceback'."""
     source: str = ""
     """Provenance and licence (labelled texts only), e.g. 'written here'."""
+
+
+FIELDS = ("id", "category", "split", "register", "source", "text")
+"""The fields of a text record; any other is a typo (reported with the nearest of these)."""
+
+
+def normalised(text: str) -> str:
+    """The text as compared for duplicates: NFKC, case-folded, format characters (zero-width
+    space and joiners, BOM) dropped, whitespace runs collapsed to one space, stripped."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return " ".join(text.split())
+
+
+def _framing_hint(line: str, err: json.JSONDecodeError) -> str | None:
+    """One-line hint when a line is not one JSON record: an array, several records, a record over lines."""
+    s = line.strip()
+    if s.startswith("["):
+        return "a JSON array: write one JSON object per line (JSON lines), not a list of them"
+    if err.msg == "Extra data" and line[err.pos:].strip().startswith("{"):
+        return "several records on one line: put each JSON object on a line of its own"
+    if s in ("{", "}", "},") or s.startswith('"') and s.endswith((",", '"')):  # a pretty-printed record
+        return "a record spread over several lines: write each JSON object on one line"
+    return None
+
+
+def _surrogate(value: str) -> int | None:
+    """Index of the first lone surrogate (a \\ud800-style escape without its pair), else None."""
+    for i, ch in enumerate(value):
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            return i
+    return None
 
 
 def _record(t: Text) -> dict:
@@ -71,14 +106,37 @@ def read_texts(path: str | Path) -> list[Text]:
             continue
         try:
             rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            hint = _framing_hint(line, e)
+            if hint:
+                raise ValueError(f"{path}:{i}: {hint} ({e.msg} at column {e.colno})") from None
+            raise ValueError(f"{path}:{i}: not a text record with id/category/split/text ({e})") from None
+        if isinstance(rec, list):
+            raise ValueError(f"{path}:{i}: a JSON array: write one JSON object per line (JSON lines), not a list of them")
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}:{i}: not a text record with id/category/split/text (a JSON {type(rec).__name__}, not an object)")
+        for key in rec:
+            if key not in FIELDS:
+                near = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.6)
+                hint = f"did you mean {near[0]!r}?" if near else f"known: {', '.join(FIELDS)}"
+                raise ValueError(f"{path}:{i}: unknown field {key!r}; {hint}")
+        try:
             t = Text(id=str(rec["id"]), category=rec["category"], split=rec["split"], text=rec["text"],
                      register=rec.get("register", ""), source=rec.get("source", ""))
             if not all(isinstance(v, str) for v in (t.category, t.split, t.text, t.register, t.source)):
                 raise TypeError("category, split, text, register and source must be strings")
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"{path}:{i}: not a text record with id/category/split/text ({e})") from None
+        for name in FIELDS:
+            at = _surrogate(getattr(t, name))
+            if at is not None:
+                raise ValueError(f"{path}:{i}: field {name!r} of text {t.id!r} holds a lone surrogate (U+{ord(getattr(t, name)[at]):04X} "
+                                 f"at character {at}), which no UTF-8 file or tokenizer takes; fix its \\u escape")
         if not t.text.strip():
             raise ValueError(f"{path}:{i}: text {t.id!r} is empty")
+        if not normalised(t.text):
+            raise ValueError(f"{path}:{i}: text {t.id!r} is empty once normalised (only whitespace and zero-width or other "
+                             "format characters)")
         if len(t.text) > MAX_TEXT_CHARS:
             raise ValueError(f"{path}:{i}: text {t.id!r} has {len(t.text)} characters (max {MAX_TEXT_CHARS})")
         out.append(t)
@@ -90,7 +148,9 @@ def read_texts(path: str | Path) -> list[Text]:
 def validate_labelled(texts: list[Text], min_per_category: int = 10) -> None:
     """The labelled set must cover every category, with both splits, ids unique.
 
-    Every labelled text names its register and source; every category has at
+    No text appears twice, exactly or once normalised (`normalised`): across the
+    splits that would leak held-out texts into training. Every labelled text
+    names its register and source; every category has at
     least two registers, and each register has texts in both splits (so a
     leave-one-register-out score exists and is tested on unseen texts).
     """
@@ -98,6 +158,13 @@ def validate_labelled(texts: list[Text], min_per_category: int = 10) -> None:
     dup = [i for i, n in ids.items() if n > 1]
     if dup:
         raise ValueError(f"labelled texts: duplicate id(s) {', '.join(dup[:5])}")
+    first: dict[str, Text] = {}
+    for t in texts:
+        seen = first.setdefault(normalised(t.text), t)
+        if seen is not t:
+            how = "the same text" if seen.text == t.text else "the same text once normalised (NFKC, case, whitespace, zero-width characters)"
+            why = ("leakage between the splits" if seen.split != t.split else f"counted twice in {t.split}")
+            raise ValueError(f"labelled texts: {seen.id!r} ({seen.split}) and {t.id!r} ({t.split}) are {how}: {why}; remove one")
     for t in texts:
         if t.category not in CATEGORIES:
             raise ValueError(f"labelled text {t.id!r}: unknown category {t.category!r} (known: {', '.join(CATEGORIES)})")
@@ -159,22 +226,40 @@ def stdlib_code_snippets(max_lines: int = 30) -> list[tuple[str, str]]:
     return out
 
 
+CORPUS_SOURCES = {
+    "wiki_en": lambda: wiki_summaries("en"),
+    "wiki_es": lambda: wiki_summaries("es"),
+    "wiki_fr": lambda: wiki_summaries("fr"),
+    "code": stdlib_code_snippets,
+}
+"""The offline pools the SAE corpus draws from; data.corpus_<name> texts are sampled from each."""
+
+
+@functools.lru_cache(maxsize=None)
+def corpus_source_size(name: str) -> int:
+    """How many texts the offline pool `name` holds (read once per process, ~0.1 s each)."""
+    return len(CORPUS_SOURCES[name]())
+
+
+def check_corpus_counts(cfg: DataConfig) -> None:
+    """ValueError naming the first data.corpus_<source> larger than its offline pool."""
+    for name in CORPUS_SOURCES:
+        n = getattr(cfg, f"corpus_{name}")
+        if n and n > corpus_source_size(name):
+            raise ValueError(f"data.corpus_{name} must be an integer in [0, {corpus_source_size(name)}] "
+                             f"(the texts its offline source holds), got {n} (params.yaml)")
+
+
 def build_corpus(cfg: DataConfig, seed: int) -> list[Text]:
     """Unlabelled SAE training corpus: en/es/fr Wikipedia summaries and stdlib code."""
     rng = random.Random(seed)
-    sources = {
-        "wiki_en": (lambda: wiki_summaries("en"), cfg.corpus_wiki_en),
-        "wiki_es": (lambda: wiki_summaries("es"), cfg.corpus_wiki_es),
-        "wiki_fr": (lambda: wiki_summaries("fr"), cfg.corpus_wiki_fr),
-        "code": (stdlib_code_snippets, cfg.corpus_code),
-    }
+    check_corpus_counts(cfg)
     texts = []
-    for name, (load, n) in sources.items():
+    for name, load in CORPUS_SOURCES.items():
+        n = getattr(cfg, f"corpus_{name}")
         if n == 0:
             continue
         pool = load()
-        if n > len(pool):
-            raise ValueError(f"data.corpus_{name} = {n} but only {len(pool)} are available")
         for key, body in rng.sample(pool, n):
             texts.append(Text(id=f"{name}:{key}", category=f"corpus:{name}", split="corpus", text=body))
     rng.shuffle(texts)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import HOOK_RE, ProfileConfig, hook_layer
-from .model_cache import gguf_hf_dir
+from .model_cache import gguf_cache_dir, gguf_hf_dir, is_complete
 from .offline import ModelUnavailable, hub_error_line, set_hub_offline, use_hub_or_cache
 
 HOOK_ORDER = {"resid_pre": 0, "attn_out": 1, "mlp_out": 2, "resid_post": 3}
@@ -181,6 +181,69 @@ def _load_gguf(profile: ProfileConfig, device: str) -> ModelHandle:
     del hf
     model.eval()
     return ModelHandle(model=model, tokenizer=tok, profile=profile, prepend_bos=True)
+
+
+KNOWN_DIMS = {
+    "google/gemma-3-270m": (18, 640),
+    "gpt2-small": (12, 768),
+    "gpt2": (12, 768),
+}
+"""(n_layers, d_model) of models whose config file may not be on this machine yet: a GGUF
+not converted yet (by its tl_name), a hub model (by its name)."""
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """A model's depth and width, read without loading its weights."""
+
+    n_layers: int
+    d_model: int
+    source: str
+    """Where they were read: a config.json path, or 'the table of known models'."""
+
+
+def _config_dims(path) -> ModelDims | None:
+    import json
+
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        return ModelDims(int(cfg["num_hidden_layers"]), int(cfg["hidden_size"]), str(path / "config.json"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def model_dims(profile: ProfileConfig) -> ModelDims | None:
+    """n_layers and d_model of the profile's model without loading its weights: from the
+    Hugging Face config.json it loads from (the converted GGUF directory, the embedded
+    bridge directory), else from KNOWN_DIMS; None when neither knows them. Raises
+    ModelUnavailable when the profile's package is not installed (gguf, bridge)."""
+    if profile.loader == "gguf":
+        path = gguf_cache_dir(profile.name)
+        dims = _config_dims(path) if is_complete(path) else None
+        known = KNOWN_DIMS.get(profile.tl_name or "")
+    elif profile.loader == "bridge":
+        from pathlib import Path
+
+        dims, known = _config_dims(Path(_bridge_dir(profile.name))), None
+    else:
+        dims, known = None, KNOWN_DIMS.get(profile.name)
+    if dims is None and known is not None:
+        dims = ModelDims(*known, "the table of known models (models.KNOWN_DIMS)")
+    return dims
+
+
+def transformer_lens_knows(name: str) -> bool:
+    """Whether TransformerLens has an architecture named `name` (an official name or alias);
+    names in KNOWN_DIMS answer without importing it (~5 s)."""
+    if name in KNOWN_DIMS:
+        return True
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    try:
+        get_official_model_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def load_model(profile: ProfileConfig, device: str = "cpu") -> ModelHandle:

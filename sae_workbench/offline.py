@@ -4,6 +4,7 @@ retries). Imports nothing of the project: models, SAEs and fonts all use it.
 
     cache_root()                 # $SAE_WORKBENCH_CACHE, or ~/.cache/sae_workbench
     use_hub_or_cache()           # offline mode for the hub client if the hub is unreachable
+    hub_reachable(), in_hub_cache("gpt2")   # what the check stage asks before a stage needs the hub
     raise ModelUnavailable(hub_error_line("model 'gpt2-small'", err))
 """
 
@@ -34,13 +35,28 @@ def set_hub_offline() -> None:
     huggingface_hub.constants.HF_HUB_OFFLINE = True
 
 
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """Whether a connection to the hub opens within `timeout` seconds."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether the Hugging Face cache holds a snapshot of model repository `repo_id`."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    snapshots = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return snapshots.is_dir() and any(snapshots.iterdir())
+
+
 def use_hub_or_cache(host: str = "huggingface.co", timeout: float = 3.0) -> None:
     """Fail fast offline: if the hub cannot be reached, put the hub client in
     offline mode, so files already in the local cache still load and missing
     ones fail at once instead of after minutes of retries."""
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError:
+    if not hub_reachable(host, timeout):
         set_hub_offline()
 
 

@@ -13,9 +13,8 @@ import sae_workbench  # noqa: F401  first: pins the numerics before torch and nu
 
 from sae_workbench.atomic import write_text
 from sae_workbench.cli import stage
-from sae_workbench.data import read_texts, validate_labelled
-from sae_workbench.kinds import model_kind
-from sae_workbench.sae.train import architecture_builder
+from sae_workbench.data import read_texts
+from sae_workbench.validate import check_pipeline
 
 PASSED = "params.yaml and the labelled texts passed stages/check.py\n"
 
@@ -27,11 +26,11 @@ def args(p):
 
 @stage(args)
 def main(args, params):
-    """Validate params (the stage wrapper's load_params, then the names its registries
-    hold: model kinds, SAE architectures) and the labelled texts."""
-    model_kind(params.model)
-    architecture_builder(params.sae.architecture)
-    validate_labelled(read_texts(args.labelled))
+    """Validate params (the stage wrapper's load_params), then what they ask of the machine
+    and the data (validate.check_pipeline: registries, offline source sizes, the model's
+    config, the device, the labelled texts and the ids params.yaml names)."""
+    for note in check_pipeline(params, read_texts(args.labelled), args.labelled):
+        print(f"note: {note}")
     write_text(args.out, PASSED)
 
 

@@ -52,7 +52,25 @@ def _params(tmp_path, **changes):
         ({"steer.coeficients": [1.0]}, "unknown key 'steer.coeficients' in params.yaml; did you mean 'steer.coefficients'"),
         ({"steer.prompts": [3]}, "steer.prompts must be a list of strings, got \\[3\\]"),
         ({"steer.coefficients": "1,2"}, "steer.coefficients must be a list of numbers"),
-        ({"steer.ablation_texts": -1}, "steer.ablation_texts must be >= 0"),
+        ({"steer.ablation_texts": -1}, r"^steer.ablation_texts must be an integer in \[0, 1000\], got -1 \(params.yaml\)$"),
+        # NaN, infinity and absurd sizes: every bound is written so that NaN fails it
+        ({"sae.aux_coefficient": float("nan")}, r"^sae.aux_coefficient must be a number in \[0, 100\], got nan"),
+        ({"steer.max_ppl_ratio": float("nan")}, r"^steer.max_ppl_ratio must be a number in \[1, 1000\], got nan"),
+        ({"sae.lr": float("inf")}, r"^sae.lr must be a number in \(0, 1\), got inf"),
+        ({"steer.coefficients": [1.0, float("nan")]}, r"^steer.coefficients must be numbers in \[-100, 100\].*got nan"),
+        ({"steer.coefficients": [-1e30]}, r"^steer.coefficients must be numbers in \[-100, 100\].*got -1e\+30"),
+        ({"steer.max_new_tokens": 100000}, r"^steer.max_new_tokens must be an integer in \[1, 2048\], got 100000 \(params.yaml\)$"),
+        ({"steer.prompts": []}, r"^steer.prompts is empty"),
+        ({"steer.prompts": [""]}, r"^steer.prompts\[0\] must be a non-blank string"),
+        ({"report.n_specialists": -3}, r"^report.n_specialists must be an integer in \[1, 7\], got -3 \(params.yaml\)$"),
+        ({"report.n_other_texts": 10**30}, r"^report.n_other_texts must be an integer in \[0, 20\]"),
+        ({"seed": -1}, r"^seed must be an integer in \[0, 4294967295\] \(numpy's seed range\), got -1"),
+        ({"seed": 2**32}, r"^seed must be an integer in \[0, 4294967295\]"),
+        ({"profiles.minilm.n_layers": -6}, r"^profiles.minilm.n_layers must be an integer in \[1, 512\]"),
+        ({"profiles.gemma.name": ""}, r"^profiles.gemma.name is empty"),
+        ({"profiles": 3}, r"^profiles in params.yaml must be a mapping"),
+        ({"sae": 0}, r"^sae in params.yaml must be a mapping"),
+        ({"steer.hook": "blocks.x"}, r"^steer.hook: hook 'blocks.x' is not supported"),
         ({"model": "gema"}, "did you mean 'gemma'"),
         ({"sae": "topk"}, "sae in params.yaml must be a mapping"),
         ({"sae": {k: v for k, v in yaml.safe_load((ROOT / "params.yaml").read_text())["sae"].items() if k != "k"}},
@@ -79,6 +97,30 @@ def test_params_file_itself(tmp_path):
         load_params(p)
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("  k: 64", "  k: 64\n  k: 32"),
+     r"params.yaml has a duplicate key 'k' at line \d+, column 3 \(first at line \d+\); keep one \(DVC rejects the file too\)$"),
+    (lambda t: t.replace("seed: 0", "seed: 0\nseed: 1"), r"duplicate key 'seed' at line 3, column 1 \(first at line 2\)"),
+    (lambda t: t.replace("  k: 64", "  k: [64"), r"params.yaml is not valid UTF-8 YAML at line \d+, column \d+: while parsing a flow sequence"),
+    (lambda t: t.replace("  k: 64", "   k: 64"), r"params.yaml is not valid UTF-8 YAML at line \d+, column 4: while parsing a block mapping; expected <block end>"),
+    (lambda t: t.replace("  k: 64", "\tk: 64"), r"is not valid UTF-8 YAML at line \d+, column \d+: .*'\\t'"),
+    (lambda t: "", r"params.yaml is empty: params.yaml must hold the pipeline's keys"),
+    (lambda t: "# nothing but a comment\n", r"params.yaml is empty"),
+    (lambda t: "- a list\n", r"params.yaml must be a mapping of keys to values, got list"),
+    (lambda t: t.replace("lr: 0.004", "lr: 1e30"),
+     r"^sae.lr must be a number, got '1e30' \(PyYAML reads an unquoted 1e30 as a string, not a number: write 1.0e\+30\)"),
+    (lambda t: t.replace("lr: 0.004", "lr: 4e-3"), r"unquoted 4e-3 as a string, not a number: write 4.0e-3"),
+    (lambda t: t.replace("lr: 0.004", "lr: nan"), r"^sae.lr must be a number, got 'nan' \(a string to YAML; it writes NaN and infinity .nan and .inf\)"),
+    (lambda t: t.replace("lr: 0.004", "lr: .nan"), r"^sae.lr must be a number in \(0, 1\), got nan"),
+    (lambda t: t.replace("seed: 0", "seed: 1e30"), r"^seed must be an integer, got '1e30' \(PyYAML reads an unquoted 1e30 as a string"),
+])
+def test_yaml_errors_name_file_line_column_and_cause(tmp_path, edit, message):
+    p = tmp_path / "params.yaml"
+    p.write_text(edit((ROOT / "params.yaml").read_text()))
+    with pytest.raises(ValueError, match=message):
+        load_params(p)
+
+
 def test_check_stage_stops_before_anything(tmp_path):
     """The pipeline's first stage: one line for a bad value; the passed marker is the same bytes for any good params."""
     out = tmp_path / "checked.txt"
@@ -92,7 +134,7 @@ def test_check_stage_stops_before_anything(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"profiles.gemma.kind": "seq2seq"}, "error: profiles.*.kind must be one of causal_lm, encoder, got 'seq2seq'\n"),
+    ({"profiles.gemma.kind": "seq2seq"}, "error: profiles.gemma.kind must be one of causal_lm, encoder, got 'seq2seq' (params.yaml)\n"),
     ({"sae.architecture": "gated"}, "error: sae.architecture must be one of relu, topk, batchtopk, got 'gated'\n"),
 ])
 def test_check_stage_rejects_names_its_registries_lack(tmp_path, change, message):

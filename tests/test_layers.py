@@ -20,6 +20,7 @@ LAYERS = [
     ("activations", ["activations", "extraction"]),
     ("sae", ["sae"]),
     ("kinds", ["kinds", "measure"]),
+    ("validation", ["validate"]),
     ("features", ["features"]),
     ("analysis", ["analysis", "control"]),
     ("steer", ["steer"]),

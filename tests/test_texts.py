@@ -112,3 +112,56 @@ def test_prepare_rejects_untagged_labelled_texts(tmp_path):
                         "--labelled", str(bad), "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
     assert "labelled text 'python-01': no register" in r.stderr and not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- leakage and encodability
+
+
+@pytest.mark.parametrize("text, how", [
+    ("python plain 0", "the same text"),
+    ("  PYTHON\u00a0plain\n0 ", r"the same text once normalised \(NFKC, case, whitespace, zero-width characters\)"),
+    ("ｐｙｔｈｏｎ plain\u200b 0", r"the same text once normalised \(NFKC, case, whitespace, zero-width characters\)"),
+])
+def test_leakage_between_splits_is_rejected(text, how):
+    """A held-out text that is a train text again (under another id) would be scored on what the search saw."""
+    texts = _small_set() + [Text(id="copy", category="python", split="heldout", text=text, register="plain", source="written here")]
+    _one_line_error(texts, rf"^labelled texts: 'python-plain-0' \(train\) and 'copy' \(heldout\) are {how}: leakage between the splits; remove one$")
+
+
+def test_a_text_twice_in_one_split_is_rejected():
+    texts = _small_set() + [Text(id="copy", category="python", split="train", text="Python plain 0", register="plain", source="written here")]
+    _one_line_error(texts, r"'python-plain-0' \(train\) and 'copy' \(train\) are the same text once normalised .*: counted twice in train")
+
+
+def test_normalised():
+    from sae_workbench.data import normalised
+
+    assert normalised("  Ｈello\u200b\u200dWORLD\t\n x ") == "helloworld x"
+    assert normalised("\u200b\ufeff\u2060 \u00a0") == ""
+
+
+def _jsonl(tmp_path, lines: list[str]):
+    p = tmp_path / "t.jsonl"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
+
+
+REC = {"id": "a", "category": "python", "split": "train", "register": "r", "source": "s", "text": "x = 1"}
+
+
+@pytest.mark.parametrize("lines, message", [
+    ([json.dumps({**REC, "text": "\u200b\u200c\u200d\ufeff"})], r"t.jsonl:1: text 'a' is empty once normalised \(only whitespace and zero-width"),
+    ([json.dumps(REC), '{"id": "b", "category": "python", "split": "train", "register": "r", "source": "s", "text": "x \\ud800"}'],
+     r"t.jsonl:2: field 'text' of text 'b' holds a lone surrogate \(U\+D800 at character 2\), which no UTF-8 file or tokenizer takes"),
+    ([json.dumps({**{k: v for k, v in REC.items() if k != "split"}, "splt": "train"})], r"t.jsonl:1: unknown field 'splt'; did you mean 'split'\?$"),
+    ([json.dumps({**REC, "colour": "red"})], r"t.jsonl:1: unknown field 'colour'; known: id, category, split, register, source, text$"),
+    ([json.dumps([REC, REC])], r"t.jsonl:1: a JSON array: write one JSON object per line \(JSON lines\), not a list of them$"),
+    (["[", json.dumps(REC) + ",", "]"], r"t.jsonl:1: a JSON array: write one JSON object per line"),
+    ([json.dumps(REC) + " " + json.dumps({**REC, "id": "b"})], r"t.jsonl:1: several records on one line: put each JSON object on a line of its own \(Extra data at column \d+\)$"),
+    ([json.dumps(REC, indent=1).splitlines()[0], *json.dumps(REC, indent=1).splitlines()[1:]],
+     r"t.jsonl:1: a record spread over several lines: write each JSON object on one line"),
+    (['"just a string"'], r"t.jsonl:1: not a text record with id/category/split/text \(a JSON str, not an object\)"),
+])
+def test_text_file_errors_name_file_and_line(tmp_path, lines, message):
+    with pytest.raises(ValueError, match=message):
+        read_texts(_jsonl(tmp_path, lines))

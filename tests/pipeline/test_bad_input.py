@@ -3,7 +3,9 @@ one line naming the bad value and where to fix it, a non-zero exit, and the
 previous outputs untouched. The `dvc repro` side (the check stage stops the
 pipeline before DVC deletes anything) is tests/pipeline/test_pipeline.py's
 test_bad_param_under_dvc_repro_loses_nothing; params types, ranges and
-unknown keys are tabled in tests/test_config.py.
+unknown keys are tabled in tests/test_config.py, what params ask of the machine
+and the data in tests/test_validate.py, and every key through a hostile set of
+values in tests/test_check_property.py.
 
 | case | entry point | message (start) |
 |---|---|---|
@@ -13,6 +15,12 @@ unknown keys are tabled in tests/test_config.py.
 | text given as a number | stages/check.py | `<path>:<line>: not a text record ... must be strings` |
 | truncated JSON line | stages/check.py | `<path>:<line>: not a text record ... (Unterminated string ...)` |
 | UTF-8 BOM | stages/check.py | accepted |
+| a train text again in held-out, other id and case | stages/check.py | `labelled texts: '<id>' (train) and 'leak' (heldout) are the same text once normalised (...): leakage between the splits; remove one` |
+| text of zero-width characters only | stages/check.py | `<path>:1: text '<id>' is empty once normalised (...)` |
+| lone surrogate (`\ud800`) | stages/check.py | `<path>:1: field 'text' of text '<id>' holds a lone surrogate (U+D800 at character 0) ...` |
+| misspelt field `splt` | stages/check.py | `<path>:1: unknown field 'splt'; did you mean 'split'?` |
+| the texts as one JSON array | stages/check.py | `<path>:1: a JSON array: write one JSON object per line (JSON lines), not a list of them` |
+| every record on one line | stages/check.py | `<path>:1: several records on one line: put each JSON object on a line of its own (...)` |
 | truncated SAE weights | stages/encode.py | `the SAE at <dir> is unreadable (...); delete <dir> and re-run dvc repro (stage train_sae@<hook>)` |
 | truncated SAE cfg.json | stages/encode.py | same |
 | NaN rows in activations | stages/encode.py | `<file> has N rows with NaN or infinite activations ...` |
@@ -69,6 +77,18 @@ def _labelled_variants(tmp: Path) -> dict[str, Path]:
     out["number"].write_text(json.dumps({**first, "text": 5}) + "\n" + "\n".join(lines[1:]) + "\n")
     out["truncated"].write_bytes(raw[: len(raw) // 2])
     out["bom"].write_bytes(b"\xef\xbb\xbf" + raw)
+    rest = "\n".join(lines[1:]) + "\n"
+    train = next(json.loads(line) for line in lines if json.loads(line)["split"] == "train")
+    for name, text in {
+        "leak": raw.decode("utf-8") + json.dumps({**train, "id": "leak", "split": "heldout", "text": train["text"].upper() + " "}) + "\n",
+        "zero_width": json.dumps({**first, "text": "\u200b\u200d\u2060"}) + "\n" + rest,
+        "surrogate": json.dumps({**first, "text": "@@"}).replace("@@", "\\ud800x") + "\n" + rest,
+        "splt": json.dumps({("splt" if k == "split" else k): v for k, v in first.items()}) + "\n" + rest,
+        "array": json.dumps([json.loads(line) for line in lines]) + "\n",
+        "one_line": " ".join(lines) + "\n",
+    }.items():
+        out[name] = tmp / f"{name}.jsonl"
+        out[name].write_text(text, encoding="utf-8")
     return out
 
 
@@ -78,6 +98,12 @@ def _labelled_variants(tmp: Path) -> dict[str, Path]:
     ("latin1", ": not UTF-8 (byte 0xe9 at offset 500); save the file as UTF-8"),
     ("number", "number.jsonl:1: not a text record with id/category/split/text (category, split, text, register and source must be strings)"),
     ("truncated", "not a text record with id/category/split/text (Unterminated string"),
+    ("leak", "(heldout) are the same text once normalised (NFKC, case, whitespace, zero-width characters): leakage between the splits; remove one"),
+    ("zero_width", "zero_width.jsonl:1: text "),
+    ("surrogate", "surrogate.jsonl:1: field 'text' of text "),
+    ("splt", "splt.jsonl:1: unknown field 'splt'; did you mean 'split'?"),
+    ("array", "array.jsonl:1: a JSON array: write one JSON object per line (JSON lines), not a list of them"),
+    ("one_line", "one_line.jsonl:1: several records on one line: put each JSON object on a line of its own (Extra data at column"),
 ])
 def test_bad_text_files(tmp_path, case, message):
     path = _labelled_variants(tmp_path)[case]

@@ -280,7 +280,11 @@ def _tree_state(repo: Path) -> dict[str, tuple[int, int]]:
     ("sae.epochs", 1.5, "sae.epochs must be an integer, got 1.5"),
     ("sae.lr", "0.004", "sae.lr must be a number, got '0.004' (a quoted string: remove the quotes)"),
     ("steer.coeficients", [1.0], "unknown key 'steer.coeficients' in params.yaml; did you mean 'steer.coefficients'?"),
-    ("data.max_tokens", 4, "data.max_tokens must be in [8, 512], got 4"),
+    ("data.max_tokens", 4, "data.max_tokens must be an integer in [8, 512], got 4 (params.yaml)"),
+    ("sae.aux_coefficient", float("nan"), "sae.aux_coefficient must be a number in [0, 100], got nan (params.yaml)"),
+    ("data.corpus_wiki_en", 99999, "data.corpus_wiki_en must be an integer in [0, "),  # more than the offline pool holds
+    ("steer.attribution_text", "no-such-id", "steer.attribution_text 'no-such-id' is not a text id in data/texts/labelled.jsonl"),
+    ("sae.k", 5000, "sae.k must be an integer in [1, 768] (the SAE's width"),  # TINY: expansion 2 x MiniLM's d_model 384
 ])
 def test_bad_param_under_dvc_repro_loses_nothing(tiny_run, key, value, message):
     """DVC deletes a stage's outputs before running it: the check stage runs first and
