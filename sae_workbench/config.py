@@ -298,6 +298,10 @@ class AnalysisConfig:
                 card_strongest="[0, 1000]", card_top_tokens="[1, 1000]", card_bins="[1, 1000]")
 
 
+NEUTRAL_PROMPTS = ('The weather today is', 'My favourite thing is', 'Yesterday I went to', 'The best way to spend a weekend is', 'In the morning I usually', 'One thing I learned this year is', 'The old house at the end of the street', 'When I was younger,', 'The most important part of the job is', 'After dinner we')
+"""The default prompts steering continues: about nothing in particular, so no category starts ahead."""
+
+
 @dataclass
 class SteerConfig:
     """Steering one category specialist."""
@@ -310,8 +314,9 @@ class SteerConfig:
     """Multiples of the feature's max observed activation added along its decoder direction."""
     n_texts: int = 20
     """Held-out texts (all categories) steered on an encoder (kind encoder)."""
-    prompts: list[str] = field(default_factory=lambda: ["The weather today is", "My favourite thing is"])
-    """Neutral prompts continued by a causal LM (kind causal_lm)."""
+    prompts: list[str] = field(default_factory=lambda: list(NEUTRAL_PROMPTS))
+    """Neutral prompts continued by a causal LM (kind causal_lm); the steering intervals and
+    tests resample them, so at least 10 are recommended."""
     max_new_tokens: int = 20
     """Tokens generated per causal-LM continuation."""
     mode: str = "add"
@@ -327,16 +332,16 @@ class SteerConfig:
     """Encoder best coefficient: highest target similarity among coefficients whose
     embedding drift 1 - cos(steered, unsteered) is at most this."""
     max_ppl_ratio: float = 2.0
-    """Causal-LM best coefficient: highest concept score among coefficients whose continuation
-    perplexity (under the unsteered model) is at most this times the unsteered continuations'."""
+    """Causal LM: a continuation whose perplexity (under the unsteered model) is above this times
+    the unsteered continuations' has fluency 0, so its combined steering score is 0 (`steer.judge`)."""
     top_tokens: int = 10
     """Causal LM: size of the set of tokens the feature's decoder direction boosts most
     (W_dec[f] @ W_U) whose next-token probability mass is measured."""
     ablation: bool = True
     """Zero-ablate every specialist of `hook` and a firing-frequency-matched random control feature."""
-    ablation_texts: int = 8
+    ablation_texts: int = 30
     """Held-out texts per category an ablation is scored on (the first ones, in file order);
-    off-target drops use the first max(1, ablation_texts // 4) texts of each other category.
+    off-target drops use the first min(2, max(1, ablation_texts // 4)) texts of each other category.
     0: every held-out text (cost grows with it: a causal LM scores every next token over its full vocabulary)."""
     control_candidates: int = 5
     """The control is drawn (seeded) among this many alive non-specialist features closest in firing frequency."""

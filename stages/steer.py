@@ -42,7 +42,8 @@ def main(args, params):
     handle = load_model(params.model)
     sae, _ = load_sae(params.model, cfg.hook, args.saes)
     study = steer_study(handle, sae, specs, texts, cfg, model_kind(params.model),
-                        Path(args.features) / f"{cfg.hook}.safetensors", params.seed, params.data.max_tokens)
+                        Path(args.features) / f"{cfg.hook}.safetensors", params.seed, params.data.max_tokens,
+                        params.analysis.n_bootstrap, params.analysis.alpha)
     write_json(args.out, study.to_json())
     write_json(args.metrics, study.metrics_json())
     print(f"steer {cfg.hook} feature {study.feature} ({cfg.category}, {cfg.mode}): best coefficient {study.best_coefficient}, "

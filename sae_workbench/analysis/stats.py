@@ -5,6 +5,8 @@
                                           a permutation p-value whose null repeats the search
     leave_one_register_out                does a specialist carry over to a register it never saw?
     paired_auroc_test                     one hook's specialists against another's on the same texts
+    bootstrap_mean, paired_difference     a mean over prompts or texts with its interval; two paired means
+                                          (steering against unsteered, specialist ablation against control)
     auroc, column_ranks                   Mann-Whitney AUROC
     unit_decoder, best_match, pair_stability, mean_and_spread
                                           seed-to-seed stability (below)
@@ -265,6 +267,37 @@ def paired_auroc_test(sa: np.ndarray, sb: np.ndarray, labels, rng: np.random.Gen
     verdict = "stronger" if lo > 0 else "weaker" if hi < 0 else "no_difference"
     return {"auroc_diff": float(observed), "ci_low": float(lo), "ci_high": float(hi), "p_value": p, "alpha": alpha,
             "n_texts": int(len(lab)), "n_boot": int(n_boot), "verdict": verdict}
+
+
+# ---------------------------------------------------------------- means over prompts or texts
+
+
+def bootstrap_mean(values, rng: np.random.Generator, n_boot: int = 1000, alpha: float = 0.05) -> dict:
+    """Mean of `values` (one per prompt or text) with its (1 - alpha) percentile
+    bootstrap interval over them: {mean, ci_low, ci_high, n, n_boot}."""
+    v = np.asarray(values, dtype=float)
+    if not len(v):
+        return {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "n_boot": int(n_boot)}
+    boot = v[rng.integers(len(v), size=(n_boot, len(v)))].mean(1)
+    lo, hi = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return {"mean": float(v.mean()), "ci_low": float(lo), "ci_high": float(hi), "n": int(len(v)), "n_boot": int(n_boot)}
+
+
+def paired_difference(a, b, rng: np.random.Generator, n_boot: int = 1000, alpha: float = 0.05) -> dict:
+    """Is mean(a) different from mean(b), a and b paired (the same prompts or texts)?
+    Statistic d = mean(a - b); the units resampled with replacement n_boot times;
+    (1 - alpha) percentile interval, two-sided p = 2 min(P(d* <= 0), P(d* >= 0)).
+    Verdict: 'higher' if the interval lies above 0, 'lower' below, else 'no_difference'."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or not len(a):
+        raise ValueError(f"paired_difference needs two equally long non-empty samples, got {len(a)} and {len(b)}")
+    d = a - b
+    boot = d[rng.integers(len(d), size=(n_boot, len(d)))].mean(1)
+    lo, hi = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    p = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))
+    verdict = "higher" if lo > 0 else "lower" if hi < 0 else "no_difference"
+    return {"diff": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi), "p_value": p, "alpha": alpha,
+            "n": int(len(d)), "n_boot": int(n_boot), "verdict": verdict}
 
 
 # ---------------------------------------------------------------- seed-to-seed stability

@@ -48,16 +48,20 @@ def ablation_roles(specialists: dict[str, int], freq: np.ndarray, rng: np.random
     return roles
 
 
+OFF_TARGET_MAX = 2
+"""Off-target texts per other category an ablation is scored on, at most."""
+
+
 def ablation_subsets(labels: list[str], per_category: int) -> dict[str, list[int]]:
     """{category: indices of texts a category's ablations are scored on}: its first
-    per_category texts (own) and the first max(1, per_category // 4) of each other
-    category (off-target), in list order; per_category 0: every text."""
-    if per_category <= 0:
-        return {c: list(range(len(labels))) for c in dict.fromkeys(labels)}
+    per_category texts (own) and the first min(OFF_TARGET_MAX, max(1, per_category // 4))
+    of each other category (off-target), in list order; per_category 0: every text."""
     first: dict[str, list[int]] = {}
     for i, lab in enumerate(labels):
         first.setdefault(lab, []).append(i)
-    off = max(1, per_category // 4)
+    if per_category <= 0:
+        return {c: list(range(len(labels))) for c in first}
+    off = min(OFF_TARGET_MAX, max(1, per_category // 4))
     return {c: sorted(first[c][:per_category] + [i for o in first if o != c for i in first[o][:off]]) for c in first}
 
 
@@ -71,7 +75,8 @@ def ablation_study(
     scores: the kind's per-text score (`ModelKind.ablation_scores`);
     features: {category: {role: feature}} (e.g. specialist and control);
     subsets: {category: text indices} its ablations are scored on (`ablation_subsets`; None: all texts).
-    Returns {category: {role: {feature, drop, off_target_drop, n_texts, n_off_target[, accuracy_clean, accuracy_ablated]}}};
+    Returns {category: {role: {feature, drop, off_target_drop, n_texts, n_off_target, drops[, accuracy_clean, accuracy_ablated]}}}
+    (drops: per own text, in subset order, the same texts for every role: paired);
     accuracy (encoders): fraction of the category's texts whose score is > 0 (nearest centroid their own)."""
     everything = list(range(len(labels)))
     used = sorted({i for c in features for i in (subsets or {}).get(c, everything)})
@@ -89,7 +94,7 @@ def ablation_study(
             s = scores(hook, feature_edit(sae, f, "clamp", 0.0), idx)
             d = clean - s
             r = {"feature": int(f), "drop": float(d[own].mean()), "off_target_drop": float(d[~own].mean()) if (~own).any() else 0.0,
-                 "n_texts": int(own.sum()), "n_off_target": int((~own).sum())}
+                 "n_texts": int(own.sum()), "n_off_target": int((~own).sum()), "drops": [float(v) for v in d[own]]}
             if accuracy:
                 r.update(accuracy_clean=float((clean[own] > 0).float().mean()), accuracy_ablated=float((s[own] > 0).float().mean()))
             out[cat][role] = r

@@ -12,8 +12,17 @@ Measured per coefficient:
                          of the top_tokens tokens that d_i @ W_U raises most (direct path,
                          final norm ignored)
     perplexity           exp(mean NLL of the generated tokens under the UNSTEERED model)
-    best coefficient     the highest concept_score among coefficients whose perplexity is
-                         <= max_ppl_ratio x the unsteered continuations' (ties: the smaller |c|)
+    fluency, combined    per continuation, as AxBench scores steering (`steer.judge`): fluency
+                         from its NLL and share of distinct tokens against the unsteered
+                         continuations'; combined = harmonic mean of the judge's concept score
+                         (classifier_prob) and fluency, 0 when either is 0
+    combined_ci          mean combined score over prompts with its bootstrap interval
+    versus_unsteered     per coefficient, the paired bootstrap over prompts of its combined
+                         score minus the unsteered one's, at alpha / (number of coefficients
+                         tested) (Bonferroni: the best of several is picked)
+    best coefficient     the highest mean combined score among the steered coefficients (ties:
+                         the smaller |c|); steering *works* only when its interval against
+                         unsteered lies above 0
 
 Ablation score per text and attribution metric: the mean log-probability of
 the text's actual next tokens.
@@ -30,8 +39,9 @@ import torch
 from ..edits import edit_hook, encode_feature, feature_edit
 from ..kinds.causal_lm import LOGIT_CHUNK, final_residual, log_probs, next_token_logprobs, target_logprobs, token_logprobs
 from ..models import ModelHandle
-from .judge import fit_classifier
-from .sweep import Steering, SteeringContext, best_coefficient, per_coef, pick, slope, tokenizer
+from ..analysis.stats import bootstrap_mean, paired_difference
+from .judge import combined, distinct_frac, fit_classifier, fluency
+from .sweep import Steering, SteeringContext, per_coef, pick, slope, tokenizer
 
 
 def logprob_metric(handle, ids, mask, hooks) -> torch.Tensor:
@@ -121,6 +131,7 @@ def steer_generation(
                 "classifier_prob": float(probs[r]),
                 "nll": float(nlls[r]),
                 "perplexity": math.exp(float(nlls[r])),
+                "distinct": distinct_frac(gen[r].tolist()),
             }
     return [rows[k] for k in sorted(rows)]
 
@@ -137,11 +148,20 @@ class GenerationResult:
     perplexity: list[float]
     """Per coefficient: exp(mean over prompts and generated tokens of the unsteered model's NLL)."""
     unsteered: dict
-    """The four measures of the unsteered continuations."""
+    """The measures of the unsteered continuations."""
     boosted_tokens: list[int]
     best_coefficient: float | None
     best_rule: str
     rows: list[dict]
+    fluency: list[float]
+    """Per coefficient, mean over prompts (module docstring); likewise combined."""
+    combined: list[float]
+    combined_ci: list[dict]
+    """Per coefficient: analysis.stats.bootstrap_mean of the combined score over prompts."""
+    versus_unsteered: dict
+    """Per steered coefficient (str): analysis.stats.paired_difference of combined scores against unsteered."""
+    works: bool
+    """The best coefficient's combined score is above unsteered (its interval lies above 0)."""
 
 
 @torch.no_grad()
@@ -158,26 +178,47 @@ def generation_study(
     max_ppl_ratio: float = 2.0,
     top_tokens: int = 10,
     judge=None,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
 ) -> GenerationResult:
-    """Causal-LM steering study: steer_generation's rows averaged per coefficient,
-    the unsteered reference and the best coefficient (module docstring)."""
+    """Causal-LM steering study: steer_generation's rows scored (fluency, combined)
+    against the unsteered continuations, averaged per coefficient with intervals over
+    prompts, each steered coefficient tested against unsteered, and the best one
+    (module docstring). max_ppl_ratio: fluency is 0 above this perplexity ratio to unsteered."""
     run = lambda coefs, m: steer_generation(handle, sae, feature, hook, max_act, coefs, prompts, max_new_tokens, m, top_tokens, judge)
-    rows = run(list(coefficients), mode)
-    base = [r for r in rows if r["coefficient"] == 0] if mode == "add" and 0 in coefficients else run([0.0], "add")
+    coefs = list(coefficients)
+    rows = run(coefs, mode)
+    base = [r for r in rows if r["coefficient"] == 0] if mode == "add" and 0 in coefs else run([0.0], "add")
+    nll_ref, distinct_ref = float(np.mean([r["nll"] for r in base])), float(np.mean([r["distinct"] for r in base]))
+    for r in {id(r): r for r in rows + base}.values():
+        r["fluency"] = fluency(r["nll"], r["distinct"], nll_ref, distinct_ref, max_ppl_ratio)
+        r["combined"] = combined(r["classifier_prob"], r["fluency"])
 
     def summary(rs):
         mean = lambda k: float(np.mean([r[k] for r in rs]))
         return {"feature_activation": mean("feature_activation"), "concept_score": mean("concept_score"),
-                "classifier_prob": mean("classifier_prob"), "boosted_mass": mean("boosted_mass"), "perplexity": math.exp(mean("nll"))}
+                "classifier_prob": mean("classifier_prob"), "boosted_mass": mean("boosted_mass"), "perplexity": math.exp(mean("nll")),
+                "distinct": mean("distinct"), "fluency": mean("fluency"), "combined": mean("combined")}
 
-    per = [summary([r for r in rows if r["coefficient"] == c]) for c in coefficients]
+    by_coef = {c: sorted((r for r in rows if r["coefficient"] == c), key=lambda r: r["prompt"]) for c in coefs}
+    per = [summary(by_coef[c]) for c in coefs]
     col = lambda k: [s[k] for s in per]
     unsteered = summary(base)
-    rule = (f"highest concept_score among coefficients whose perplexity <= {max_ppl_ratio} x the unsteered "
-            "continuations' perplexity (ties: smaller |coefficient|)")
-    best = best_coefficient(list(coefficients), col("concept_score"), col("perplexity"), max_ppl_ratio * unsteered["perplexity"])
-    return GenerationResult(mode, list(coefficients), col("feature_activation"), col("concept_score"), col("classifier_prob"), col("boosted_mass"),
-                            col("perplexity"), unsteered, boosted_tokens(handle, sae, feature, top_tokens), best, rule, rows)
+    rng = np.random.default_rng(seed)
+    base_scores = [r["combined"] for r in sorted(base, key=lambda r: r["prompt"])]
+    combined_ci = [bootstrap_mean([r["combined"] for r in by_coef[c]], rng, n_boot, alpha) for c in coefs]
+    steered = [c for c in coefs if c != 0 or mode == "clamp"]
+    tested_alpha = alpha / max(1, len(steered))
+    versus = {str(c): paired_difference([r["combined"] for r in by_coef[c]], base_scores, rng, n_boot, tested_alpha) for c in steered}
+    best = max(steered, key=lambda c: (per[coefs.index(c)]["combined"], -abs(c))) if steered else None
+    works = best is not None and versus[str(best)]["verdict"] == "higher"
+    rule = (f"highest mean combined score (concept x fluency, harmonic mean) over the {len(prompts)} prompts among the steered "
+            f"coefficients (ties: smaller |coefficient|); it works when the paired bootstrap interval of its combined score minus "
+            f"the unsteered one's, at alpha {alpha} / {len(steered)} coefficients, lies above 0")
+    return GenerationResult(mode, coefs, col("feature_activation"), col("concept_score"), col("classifier_prob"), col("boosted_mass"),
+                            col("perplexity"), unsteered, boosted_tokens(handle, sae, feature, top_tokens), best, rule, rows,
+                            col("fluency"), col("combined"), combined_ci, versus, works)
 
 
 class GenerationSteering(Steering):
@@ -200,24 +241,29 @@ class GenerationSteering(Steering):
         if ctx.classifier is not None and category in ctx.classifier.categories:
             judge = lambda texts: ctx.classifier.proba(texts, category)
         return generation_study(handle, sae, feature, hook, max_act, coefs, ctx.prompts, cfg.max_new_tokens, mode,
-                                cfg.max_ppl_ratio, cfg.top_tokens, judge)
+                                cfg.max_ppl_ratio, cfg.top_tokens, judge, ctx.n_boot, ctx.alpha, ctx.seed)
 
     def curve(self, result, category):
-        return result.concept_score
+        return result.combined
 
     def headline(self, result, coefs, ctx, category, cfg):
         g = result
         res = dict(generations=g.rows, feature_activation=g.feature_activation, concept_score=g.concept_score,
-                   classifier_prob=g.classifier_prob, boosted_mass=g.boosted_mass, perplexity=g.perplexity)
+                   classifier_prob=g.classifier_prob, boosted_mass=g.boosted_mass, perplexity=g.perplexity,
+                   fluency=g.fluency, combined=g.combined, combined_ci=g.combined_ci, versus_unsteered=g.versus_unsteered, works=g.works)
         if ctx.classifier is not None:
             res["classifier"] = {"fitted_on": ctx.classifier.fitted_on, "n_fit": ctx.classifier.n_fit,
-                                 "accuracy_other_split": ctx.classifier.accuracy,
-                                 "model": "TF-IDF char 1-4-grams + logistic regression (sae_workbench/steer/judge.py)"}
+                                 "accuracy_other_split": ctx.classifier.accuracy, "calibration": ctx.classifier.calibration,
+                                 "model": ("TF-IDF char 1-4-grams + logistic regression, gated by P(real) from gradient boosting "
+                                           "on string properties (sae_workbench/steer/judge.py)")}
+        best = str(g.best_coefficient)
         met = dict(
             feature_activation=per_coef(coefs, g.feature_activation), activation_slope=slope(coefs, g.feature_activation),
             concept_score=per_coef(coefs, g.concept_score), classifier_prob=per_coef(coefs, g.classifier_prob),
             boosted_mass=per_coef(coefs, g.boosted_mass),
             perplexity=per_coef(coefs, g.perplexity), unsteered_perplexity=g.unsteered["perplexity"],
+            combined=per_coef(coefs, g.combined), unsteered_combined=g.unsteered["combined"],
+            best_versus_unsteered=g.versus_unsteered.get(best), works=g.works,
         )
         return res, met
 

@@ -24,7 +24,7 @@ against chance = 1 / number of categories).
 Fluency (`fluency`): how far the continuation stays as natural as the
 unsteered ones, under the unsteered model,
     fluency = min(1, exp(-(nll - nll_ref))) * min(1, distinct / distinct_ref)
-nll: mean negative log-likelihood of the continuation's tokens; distinct: the
+(0 when the perplexity exceeds steer.max_ppl_ratio x the unsteered one); nll: mean negative log-likelihood of the continuation's tokens; distinct: the
 share of its tokens that are distinct (a loop of one token scores ~1/n, which
 perplexity alone misses: repetition is easy to predict); *_ref: the means over
 the unsteered continuations.
@@ -192,9 +192,10 @@ def distinct_frac(ids) -> float:
     return len(set(ids)) / len(ids) if ids else 1.0
 
 
-def fluency(nll: float, distinct: float, nll_ref: float, distinct_ref: float) -> float:
-    """Fluency of a continuation against the unsteered ones (module docstring), in [0, 1]."""
-    if not (math.isfinite(nll) and math.isfinite(nll_ref)):
+def fluency(nll: float, distinct: float, nll_ref: float, distinct_ref: float, max_ppl_ratio: float = math.inf) -> float:
+    """Fluency of a continuation against the unsteered ones (module docstring), in [0, 1];
+    0 when its perplexity exceeds max_ppl_ratio x theirs (nll - nll_ref > log max_ppl_ratio)."""
+    if not (math.isfinite(nll) and math.isfinite(nll_ref)) or nll - nll_ref > math.log(max_ppl_ratio):
         return 0.0
     return min(1.0, math.exp(-(nll - nll_ref))) * min(1.0, distinct / max(distinct_ref, 1e-9))
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..analysis.stats import paired_difference
 from ..cli import read_json, rounded
 from ..config import CATEGORIES, SteerConfig
 from ..edits import MODES
@@ -112,7 +113,10 @@ class SteerStudy:
         if self.per_feature_metrics is not None:
             out["per_feature"] = self.per_feature_metrics
         if self.ablation is not None:
-            out["ablation"] = {c: {"specialist_drop": r["specialist"]["drop"], "control_drop": r["control"]["drop"]}
+            out["ablation"] = {c: {"specialist_drop": r["specialist"]["drop"], "control_drop": r["control"]["drop"],
+                                   **({"difference": r["specialist_vs_control"]["diff"], "ci_low": r["specialist_vs_control"]["ci_low"],
+                                       "ci_high": r["specialist_vs_control"]["ci_high"], "verdict": r["specialist_vs_control"]["verdict"]}
+                                      if "specialist_vs_control" in r else {})}
                                for c, r in self.ablation["categories"].items()}
         out["attribution_specialist_rank"] = self.attribution_specialist_rank
         return rounded(out)
@@ -127,8 +131,9 @@ def sweep_from_json(d: dict):
 
 
 def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: ModelKind, features_path: str | Path, seed: int,
-                max_tokens: int) -> SteerStudy:
-    """The study (module docstring); specs: the hook's specialists (HookAnalysis.specialists)."""
+                max_tokens: int, n_boot: int = 1000, alpha: float = 0.05) -> SteerStudy:
+    """The study (module docstring); specs: the hook's specialists (HookAnalysis.specialists);
+    n_boot, alpha: the bootstrap intervals and tests (params: analysis.n_bootstrap, analysis.alpha)."""
     if cfg.category not in specs:
         raise ValueError(f"the analysis of {cfg.hook} has no {cfg.category} specialist: re-run dvc repro")
     feature, max_act = specs[cfg.category].feature, float(specs[cfg.category].max_act or 0)
@@ -140,6 +145,7 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: M
     # steering, as the model's kind does it (generation or embedding drift)
     steering = steering_for(kind)
     ctx = steering.steering_context(handle, texts, cfg, max_tokens)
+    ctx.n_boot, ctx.alpha, ctx.seed = n_boot, alpha, seed
     tok, held = ctx.tokenize, ctx.held
     sweeps = {m: steering.sweep(handle, sae, feature, cfg.hook, max_act, coefs, ctx, cfg.category, m, cfg)
               for m in tqdm(modes, desc=f"steer {cfg.category} feature {feature}", unit="mode")}
@@ -176,11 +182,15 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: M
         scores = steering.ablation_scores(handle, [tok(t) for t in held], labels, ctx)
         abl = ablation_study(scores, sae, cfg.hook, roles, labels, accuracy=steering.ablation_accuracy,
                              subsets=ablation_subsets(labels, cfg.ablation_texts))
+        test_rng = np.random.default_rng(seed)
         for c, r in abl.items():
             for role in r.values():
                 role["frequency"] = float(freq[role["feature"]])
             r["specialist"]["significant"] = specs[c].significant
+            r["specialist_vs_control"] = paired_difference(r["specialist"]["drops"], r["control"]["drops"], test_rng, n_boot, alpha)
         abl_result = {"score": steering.ablation_score, "drop": "mean over the category's scored held-out texts of score(clean) - score(ablated)",
+                      "test": ("specialist_vs_control: paired bootstrap over the category's texts of the specialist's drop minus the "
+                               "control's (verdict 'higher': ablating the specialist costs its category more than the control)"),
                       "texts_per_category": cfg.ablation_texts, "texts": [t.id for t in held], "categories": abl}
 
     # attribution

@@ -42,6 +42,10 @@ class SteeringContext:
     """encoder: category centroids of the unsteered train texts."""
     classifier: object = None
     """causal_lm: judge.CategoryClassifier, the independent judge of continuations."""
+    n_boot: int = 1000
+    """Bootstrap resamples and level of the intervals and tests over prompts (params: analysis.*)."""
+    alpha: float = 0.05
+    seed: int = 0
 
 
 def per_coef(coefs, values):

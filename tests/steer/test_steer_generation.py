@@ -2,6 +2,9 @@
 log-probs made our way equal TransformerLens's own, batched steering equals one
 coefficient at a time, and the generation study is well formed."""
 
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 
@@ -47,6 +50,35 @@ def test_batched_steering_rows_equal_one_coefficient_at_a_time(tiny_gpt2):
                 assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
 
 
+def test_generation_study_scores_and_tests_against_unsteered(tiny_gpt2):
+    """With a judge, each continuation's combined score is the harmonic mean of the judge's
+    concept score and its fluency; the best coefficient is the highest mean combined score,
+    and it 'works' only when its paired interval against unsteered lies above 0."""
+    _, sae = _gpt_setup(tiny_gpt2)
+    prompts = [torch.tensor([_bos_text([11 + i, 12, 13 + 2 * i]).ids]) for i in range(6)]
+    coefs = [-1.0, 0.0, 1.0, 4.0]
+
+    class IdWords:  # the tiny model's vocabulary is ids: each id a word, so the judge has text to read
+        def decode(self, ids):
+            return " ".join(f"w{int(i)}" for i in ids)
+
+    handle = dataclasses.replace(tiny_gpt2, tokenizer=IdWords())
+    judge = lambda texts: np.full(len(texts), 0.5)
+    g = generation_study(handle, sae, 1, GPT_HOOK, 2.0, coefs, prompts, 5, "add", max_ppl_ratio=1e9, top_tokens=10, judge=judge,
+                         n_boot=200, seed=0)
+    for r in g.rows:
+        f = r["fluency"]
+        assert r["combined"] == pytest.approx(0 if f == 0 else 2 * 0.5 * f / (0.5 + f))
+    assert g.combined == pytest.approx([np.mean([r["combined"] for r in g.rows if r["coefficient"] == c]) for c in coefs])
+    steered = [-1.0, 1.0, 4.0]
+    assert g.best_coefficient == max(steered, key=lambda c: (g.combined[coefs.index(c)], -abs(c)))
+    test = g.versus_unsteered[str(g.best_coefficient)]
+    assert test["alpha"] == pytest.approx(0.05 / 3) and test["n"] == 6
+    assert g.works == (test["ci_low"] > 0)
+    ci = g.combined_ci[coefs.index(0.0)]
+    assert ci["ci_low"] <= ci["mean"] <= ci["ci_high"] and ci["n"] == 6
+
+
 def test_generation_study_well_formed(tiny_gpt2):
     _, sae = _gpt_setup(tiny_gpt2)
     model = tiny_gpt2.model
@@ -71,10 +103,13 @@ def test_generation_study_well_formed(tiny_gpt2):
         else:  # tied orthonormal SAE: the clamped feature reads relu(t + min(pre, 0)), t where it was active
             acts = {(r["coefficient"], r["prompt"]): r["feature_activation"] for r in g.rows}
             assert all(abs(acts[0.0, p]) < 1e-5 and acts[1.0, p] <= 2.0 + 1e-4 < acts[4.0, p] <= 8.0 + 1e-4 for p in (0, 1))
-        if g.best_coefficient is not None:
-            ok = [i for i, p in enumerate(g.perplexity) if p <= 1.5 * g.unsteered["perplexity"]]
-            b = coefs.index(g.best_coefficient)
-            assert b in ok and g.concept_score[b] == max(g.concept_score[i] for i in ok)
+        # no judge: no concept score, so every combined score is 0 and nothing "works"
+        assert all(0 <= r["fluency"] <= 1 and r["combined"] == 0 for r in g.rows) and not g.works
+        steered = [c for c in coefs if c != 0 or mode == "clamp"]
+        assert set(g.versus_unsteered) == {str(c) for c in steered} and g.best_coefficient in steered
+        for r in g.rows:  # fluency 0 above the perplexity cap
+            if r["perplexity"] > 1.5 * g.unsteered["perplexity"] * 1.0001:
+                assert r["fluency"] == 0
     assert best_coefficient([0.0, 1.0, 2.0], [0.1, 0.5, 0.9], [1.0, 1.5, 3.0], 2.0) == 1.0
     assert best_coefficient([-1.0, 0.0, 1.0], [0.5, 0.2, 0.5], [1.0, 1.0, 1.0], 2.0) == -1.0  # tie: first smallest |c|
     assert best_coefficient([1.0], [0.5], [3.0], 2.0) is None
