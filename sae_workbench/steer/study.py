@@ -154,9 +154,14 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: M
     per_feature = per_feature_metrics = abl_result = None
 
     def judged(r):
-        """Slope of the independent classifier's P(category) over coefficients, where the kind has one."""
+        """Slope of the independent classifier's P(category) over coefficients, and the test of the best
+        coefficient's combined score against unsteered, where the kind has them."""
         probs = getattr(r, "classifier_prob", None)
-        return {"classifier_slope": slope(coefs, probs)} if probs and not any(np.isnan(probs)) else {}
+        out = {"classifier_slope": slope(coefs, probs)} if probs and not any(np.isnan(probs)) else {}
+        if getattr(r, "versus_unsteered", None) is not None and r.best_coefficient is not None:
+            t = r.versus_unsteered[str(r.best_coefficient)]
+            out.update(works=r.works, best_diff=t["diff"], best_ci_low=t["ci_low"], best_ci_high=t["ci_high"])
+        return out
 
     # one curve per feature: every category's specialist towards its own category (steer.category's is the sweep above)
     if cfg.all_specialists:
