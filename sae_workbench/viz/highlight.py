@@ -19,6 +19,11 @@ ORANGE = (255, 140, 0)
 GREY = (120, 120, 120)
 
 
+VALUE_FRACTION = 0.5
+"""The PDF prints a token's value only where it is at least this fraction of the text's
+largest activation (every firing token is still shaded), so the text stays readable."""
+
+
 HIGHLIGHT_CSS = """<style>
 .tokhl{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:0.85em;line-height:1.9;
 white-space:pre-wrap;border-left:3px solid #ddd;padding:0.2em 0.6em;margin:0.3em 0}
@@ -74,9 +79,10 @@ def highlight_block(record: dict, acts: np.ndarray, max_act: float, target: bool
 
 def highlight_block_typst(record: dict, acts: np.ndarray, max_act: float, target: bool) -> str:
     """The same block as `highlight_block`, as Typst code for the PDF: tokens
-    as shaded boxes (opacity ∝ activation, orange or grey) with the value as a
-    subscript on every token the feature fires on; all text goes in as string
-    literals, so nothing in it is read as markup."""
+    as shaded boxes (opacity ∝ activation, orange or grey), the value as a
+    subscript only on tokens at or above VALUE_FRACTION of the text's peak
+    (stated in the block's header); all text goes in as string literals, so
+    nothing in it is read as markup."""
     r, g, b = ORANGE if target else GREY
     peak = float(acts.max()) if len(acts) else 0.0
     parts = []
@@ -84,11 +90,13 @@ def highlight_block_typst(record: dict, acts: np.ndarray, max_act: float, target
         if v is None or v <= 0:
             parts.append(typst_str(piece))
         else:
+            value = f"#sub(text(fill: luma(60), size: 0.75em)[{v:.2f}])" if v >= VALUE_FRACTION * peak else ""
             parts.append(
                 f"box(fill: rgb({r}, {g}, {b}, {100 * _alpha(v, max_act):.1f}%), outset: (y: 0.25em), radius: 1pt, "
-                f"[#{typst_str(piece)}#sub(text(fill: luma(60), size: 0.75em)[{v:.2f}])])"
+                f"[#{typst_str(piece)}{value}])"
             )
-    meta = typst_str(f'{record["id"]} · {record["category"]} · max {peak:.2f}')
+    shown = f" · values on tokens ≥ {VALUE_FRACTION:.0%} of it" if peak > 0 else ""
+    meta = typst_str(f'{record["id"]} · {record["category"]} · max {peak:.2f}{shown}')
     body = "\n  ".join(parts)
     return (
         "#block(width: 100%, breakable: true, inset: (left: 0.6em, y: 0.35em), stroke: (left: 2pt + luma(220)), {\n"

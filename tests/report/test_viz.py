@@ -38,6 +38,23 @@ def test_typst_escaping_survives_hostile_tokens(text):
     assert json.loads(typst.Compiler().eval(viz.typst_str(text), format="json")) == text  # the literal is the text exactly
 
 
+def test_pdf_highlight_prints_values_only_near_the_peak():
+    """Every firing token is shaded; only those at >= VALUE_FRACTION of the text's peak carry their value."""
+    words = ["tok%d" % i for i in range(6)]
+    text = " ".join(words)
+    offsets, pos = [], 0
+    for w in words:
+        offsets.append([pos, pos + len(w)])
+        pos += len(w) + 1
+    rec = {"id": "t1", "category": "python", "text": text, "offsets": offsets, "special": [0] * 6}
+    acts = np.array([0.0, 0.01, 0.2, 0.49, 0.5, 1.0], dtype=np.float32)
+    src = viz.highlight_block_typst(rec, acts, 1.0, True)
+    assert src.count("box(fill") == 5  # every token the feature fires on is shaded
+    assert [v for v in ("0.01", "0.20", "0.49", "0.50", "1.00") if f"[{v}]" in src] == ["0.50", "1.00"]
+    assert f"values on tokens ≥ {viz.highlight.VALUE_FRACTION:.0%} of it" in src
+    assert typst.compile(src.encode("utf-8"), format="pdf", ignore_system_fonts=True)[:5] == b"%PDF-"
+
+
 def test_static_png_honours_log_axes_and_error_bars():
     import plotly.graph_objects as go
 
