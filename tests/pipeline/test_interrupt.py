@@ -22,12 +22,31 @@ from helpers import ROOT, raw_params, write_params
 LAST_LINE = "interrupted: "
 
 
+STARTED: list = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left():
+    """Whatever a test started is killed when it ends (a failed assertion leaves no busy process)."""
+    yield
+    while STARTED:
+        p = STARTED.pop()
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                p.kill()
+            p.wait()
+
+
 class Run:
-    """A subprocess whose stderr is read as it comes."""
+    """A subprocess (in its own process group) whose output is read as it comes."""
 
     def __init__(self, argv, cwd=ROOT, **kw):
+        kw.setdefault("start_new_session", True)
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         self.p = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+        STARTED.append(self.p)
         self.seen = []
         fd = self.p.stdout.fileno()
         threading.Thread(target=lambda: [self.seen.append(c.decode("utf-8", "replace")) for c in iter(lambda: os.read(fd, 4096), b"")],
@@ -135,7 +154,7 @@ def test_ctrl_c_under_dvc_repro_stops_the_stage_and_keeps_the_outputs(tmp_path):
     _copy_repo(repo)
     p = repo / "params.yaml"
     p.write_text(yaml.safe_dump(_deep_update(yaml.safe_load(p.read_text()), TINY), sort_keys=False))
-    run = Run([sys.executable, "-m", "dvc", "repro", "extract@corpus"], cwd=repo, start_new_session=True)
+    run = Run([sys.executable, "-m", "dvc", "repro", "extract@corpus"], cwd=repo)
     run.wait_for("Running stage 'extract@corpus'", timeout=600)
     run.wait_for("batch/s]", timeout=600)
     took = run.interrupt(group=True)
