@@ -77,9 +77,12 @@ PROBE = textwrap.dedent("""
     import torch
     from sae_workbench.atomic import atomic_file
     from sae_workbench.cli import interruptible
-    target, grace, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    target, grace = sys.argv[1], float(sys.argv[2])
     interruptible("probe", grace)
     torch.set_num_threads(1)
+    b = torch.randn(1500, 1500)
+    t = time.time(); torch.mm(b, b); t = time.time() - t
+    n = min(16000, int(1500 * (4 * (min(grace, 10) + 2) / max(t, 1e-4)) ** (1 / 3)))  # one call ~ 4 x (grace + 2) s
     a = torch.randn(n, n)
     t = time.time(); torch.mm(a, a); print("one call", time.time() - t, flush=True)
     with atomic_file(target) as tmp:
@@ -92,8 +95,8 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def _probe(tmp_path, grace, n):
-    run = Run([sys.executable, "-c", PROBE, str(tmp_path / "out.bin"), str(grace), str(n)])
+def _probe(tmp_path, grace):
+    run = Run([sys.executable, "-c", PROBE, str(tmp_path / "out.bin"), str(grace)])
     run.wait_for("busy", timeout=300)
     call = float(run.out.split("one call ", 1)[1].split("\n", 1)[0])
     tmp = Path(run.out.split("tmp ", 1)[1].split("\n", 1)[0])
@@ -104,7 +107,8 @@ def test_ctrl_c_inside_a_long_c_call_ends_the_stage_and_removes_its_temporaries(
     """Python raises KeyboardInterrupt only between bytecodes: inside one long matmul it
     waits for the call to return. The watcher ends the process after the grace time,
     removing the open atomic temporary; the target is never created."""
-    run, _, tmp = _probe(tmp_path, INTERRUPT_GRACE, 3000)
+    run, call, tmp = _probe(tmp_path, INTERRUPT_GRACE)
+    assert call > INTERRUPT_GRACE + 2  # the probe sized its C call to outlast the grace
     assert tmp.exists()
     took = run.interrupt()
     assert run.p.returncode == 130 and took < INTERRUPT_GRACE + 3, (took, run.out)
@@ -115,7 +119,7 @@ def test_ctrl_c_inside_a_long_c_call_ends_the_stage_and_removes_its_temporaries(
 @pytest.mark.slow
 def test_without_the_watcher_ctrl_c_waits_for_the_c_call(tmp_path):
     """The control: with a grace longer than one C call, the interrupt waits for the call to return."""
-    control, call, _ = _probe(tmp_path, 600, 6000)
+    control, call, _ = _probe(tmp_path, 600)
     if call < INTERRUPT_GRACE + 4:
         pytest.skip(f"one matmul takes {call:.1f} s here: too fast to show the control")
     t = time.time()
