@@ -53,6 +53,19 @@ def read_json(path: str | Path):
         raise ValueError(f"{path} is corrupt ({e}); delete it and run dvc repro") from None
 
 
+class JsonRecord:
+    """A result stored as one JSON file of its fields (a dataclass's to_json writes it):
+    `from_json(d)` builds it back, `read(path)` reads the file (one-line errors as read_json)."""
+
+    @classmethod
+    def from_json(cls, d: dict):
+        return cls(**d)
+
+    @classmethod
+    def read(cls, path: str | Path):
+        return cls.from_json(read_json(path))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
