@@ -10,9 +10,9 @@ of one.
 
 The temporary lives beside the target (same filesystem: the final rename is
 atomic) under a dot-name, and is removed when the block raises. Every live
-temporary is also listed (`live_temporaries`), so a stage stopped by Ctrl-C
-while Python cannot raise (inside a long C call: `cli.interruptible`) removes
-them before it exits.
+temporary is also listed, so a stage stopped by Ctrl-C while Python cannot
+raise (inside a long C call: `cli.interruptible`) removes them before it exits
+(`remove_live_temporaries`).
 """
 
 from __future__ import annotations
@@ -26,11 +26,7 @@ from pathlib import Path
 
 
 _LIVE: set[Path] = set()
-
-
-def live_temporaries() -> list[Path]:
-    """The temporaries of the blocks now open (files and directories)."""
-    return sorted(_LIVE)
+"""The temporaries of the atomic blocks now open (files and directories)."""
 
 
 def remove_live_temporaries() -> None:

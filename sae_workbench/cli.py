@@ -88,7 +88,7 @@ def interruptible(name: str, grace: float = INTERRUPT_GRACE) -> None:
     C call (loading or converting a model, a big matmul) would go on for minutes.
     The signal is also written to a wake-up pipe, which a watcher thread reads at
     once: if the stage has not ended `grace` seconds later, the watcher removes the
-    live temporaries of the atomic writes (`atomic.live_temporaries`) and ends the
+    live temporaries of the atomic writes (`atomic.remove_live_temporaries`) and ends the
     process with status 130. A stage that unwinds in time removes them itself (each
     atomic block removes its temporary when it raises)."""
     if threading.current_thread() is not threading.main_thread():
