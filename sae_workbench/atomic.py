@@ -9,7 +9,10 @@ of one.
         sae.save_model(tmp)
 
 The temporary lives beside the target (same filesystem: the final rename is
-atomic) under a dot-name, and is removed when the block raises.
+atomic) under a dot-name, and is removed when the block raises. Every live
+temporary is also listed, so a stage stopped by Ctrl-C while Python cannot
+raise (inside a long C call: `cli.interruptible`) removes them before it exits
+(`remove_live_temporaries`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+_LIVE: set[Path] = set()
+"""The temporaries of the atomic blocks now open (files and directories)."""
+
+
+def remove_live_temporaries() -> None:
+    """Remove every live temporary (the targets are untouched)."""
+    for tmp in list(_LIVE):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        _LIVE.discard(tmp)
+
+
 @contextmanager
 def atomic_file(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside `path` (ending in `suffix`: some writers look at it);
@@ -31,6 +48,7 @@ def atomic_file(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     tmp = Path(name)
+    _LIVE.add(tmp)
     try:
         yield tmp
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared
@@ -38,6 +56,8 @@ def atomic_file(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _LIVE.discard(tmp)
 
 
 def write_bytes(path: str | Path, content: bytes) -> None:
@@ -59,6 +79,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     for d in (new, old):
         shutil.rmtree(d, ignore_errors=True)
     new.mkdir(parents=True)
+    _LIVE.add(new)
     try:
         yield new
         if path.is_dir() and not path.is_symlink():
@@ -69,4 +90,6 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
+    finally:
+        _LIVE.discard(new)
     shutil.rmtree(old, ignore_errors=True)

@@ -35,7 +35,7 @@ from .activations import load_activation_set, load_token_table
 from .analysis.compare import specialist_strengths
 from .analysis.results import HookAnalysis
 from .analysis.stats import paired_auroc_test, specialist_statistics
-from .cli import read_json, rounded
+from .cli import JsonRecord, read_json, rounded
 from .config import CATEGORIES, Params
 from .data import Text
 from .extraction import extract_activations
@@ -50,7 +50,7 @@ SPEC_KEYS = ("feature", "heldout_auroc", "auroc_ci_low", "auroc_ci_high", "p_val
 
 
 @dataclass
-class ControlStudy:
+class ControlStudy(JsonRecord):
     """metrics/control.json: the control's SAE and specialists at `hook`, its
     specialists against the trained model's (`trained_vs_random`, paired), and the
     trained model's numbers at the same hook (`real`); or, when the control did
@@ -78,14 +78,6 @@ class ControlStudy:
         if self.skipped is not None:
             return {"hook": None, "skipped": self.skipped}
         return {k: v for k, v in self.__dict__.items() if k != "skipped"}
-
-    @classmethod
-    def from_json(cls, d: dict) -> ControlStudy:
-        return cls(**d)
-
-    @classmethod
-    def read(cls, path: str | Path) -> ControlStudy:
-        return cls.from_json(read_json(path))
 
 
 @torch.no_grad()

@@ -15,11 +15,10 @@ each measures it the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from .cli import read_json, rounded
+from .cli import JsonRecord, rounded
 from .kinds.base import ModelKind
 from .models import ModelHandle
 from .sae.metrics import reconstruction_metrics
@@ -34,7 +33,7 @@ def rounded_as(key: str, value: float) -> float:
 
 
 @dataclass
-class SAEMetrics:
+class SAEMetrics(JsonRecord):
     """metrics/sae/<hook>.json: what train_sae measured of the hook's SAE (written
     with `to_json`, read back with `from_json` / `read`)."""
 
@@ -61,14 +60,6 @@ class SAEMetrics:
         d = {k: v for k, v in self.__dict__.items() if k not in self.TRAINING}
         training = {k: getattr(self, k) for k in self.TRAINING if getattr(self, k) is not None}
         return {"source": d.pop("source"), **training, **d}
-
-    @classmethod
-    def from_json(cls, d: dict) -> SAEMetrics:
-        return cls(**d)
-
-    @classmethod
-    def read(cls, path: str | Path) -> SAEMetrics:
-        return cls.from_json(read_json(path))
 
 
 @dataclass
@@ -115,7 +106,7 @@ def measure_sae(sae, x_eval: torch.Tensor, hook: str, handle: ModelHandle | None
 
 
 @dataclass
-class PretrainedComparison:
+class PretrainedComparison(JsonRecord):
     """metrics/pretrained.json: per hook, the custom SAE's numbers beside the
     profile's pre-trained SAE's on the same tokens (stages/pretrained.py), or
     why the pre-trained one has none (`available: false` and a reason)."""
@@ -132,11 +123,3 @@ class PretrainedComparison:
         if self.reason is not None:
             return {"release": self.release, "sae_id": self.sae_id, "available": self.available, "reason": self.reason, "hooks": self.hooks}
         return {"release": self.release, "sae_id": self.sae_id, "hooks": self.hooks, "available": self.available}
-
-    @classmethod
-    def from_json(cls, d: dict) -> PretrainedComparison:
-        return cls(**d)
-
-    @classmethod
-    def read(cls, path: str | Path) -> PretrainedComparison:
-        return cls.from_json(read_json(path))

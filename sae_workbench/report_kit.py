@@ -3,8 +3,23 @@ outputs, and Markdown/figure output that Quarto and the pandoc fallback both rea
 
 A chapter notebook's set-up cell is
 
-    from sae_workbench.report_kit import CATEGORIES, fnum, md, read, setup, show, slug
+    from sae_workbench.report_kit import CATEGORIES, fnum, md, outputs, setup, show, slug
     params, kind, hooks = setup(params_path)
+    results = outputs(hooks)
+
+and it reads the run's outputs as the types that wrote them, each file read on
+first use (paths relative to the working directory, the repository root):
+
+    results.sae[h]         # SAEMetrics            metrics/sae/<h>.json
+    results.analysis[h]    # HookAnalysis          data/analysis/<h>.json (+ .summary: metrics/analysis/<h>.json)
+    results.compare        # HookComparison        data/compare.json + metrics/compare.json
+    results.steer          # SteerStudy            data/steer/results.json + metrics/steer.json
+    results.seeds[h]       # SeedStudy             metrics/seeds.json[h] + data/seeds/<h>/stability.json;
+                           #                       only the hooks of metrics/seeds.json ({} without the file)
+    results.control        # ControlStudy          metrics/control.json, None without it
+    results.pretrained     # PretrainedComparison  metrics/pretrained.json, None without it
+
+`read` is left for outputs that have no type.
 
 What differs between model kinds is worded beside the kinds
 (`kind.description`, `kind.fidelity_label`, ...: `sae_workbench/kinds/wording.py`),
@@ -19,17 +34,23 @@ and chapters without figures carry no bundle.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Mapping
+from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from IPython.display import Markdown, display
 
 from . import viz
+from .analysis.results import HookAnalysis, HookComparison, SeedStudy
 from .config import CATEGORIES, Params, load_params
+from .control import ControlStudy
 from .data import read_texts
 from .kinds.wording import CausalLM, Encoder, worded
+from .measure import PretrainedComparison, SAEMetrics
+from .steer.study import SteerStudy
 
-__all__ = ["CATEGORIES", "VERDICT", "Chapter", "fnum", "labelled_counts", "md", "pval", "read", "setup", "show", "slug"]
+__all__ = ["CATEGORIES", "VERDICT", "Chapter", "fnum", "labelled_counts", "md", "outputs", "pval", "read", "setup", "show", "slug"]
 
 VERDICT = {
     "stronger": "stronger specialists than",
@@ -62,6 +83,79 @@ def setup(params_path: str | Path) -> Chapter:
 def read(path: str | Path):
     """A JSON output of the pipeline."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+T = TypeVar("T")
+
+
+class PerHook(Mapping[str, T]):
+    """hook -> result, each hook's files read on its first look-up."""
+
+    def __init__(self, hooks: list[str], load: Callable[[str], T]):
+        self._hooks, self._load, self._read = list(hooks), load, {}
+
+    def __getitem__(self, hook: str) -> T:
+        if hook not in self._hooks:
+            raise KeyError(f"{hook} is not one of the hooks {self._hooks}")
+        if hook not in self._read:
+            self._read[hook] = self._load(hook)
+        return self._read[hook]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._hooks)
+
+    def __len__(self) -> int:
+        return len(self._hooks)
+
+
+class Outputs:
+    """The run's outputs as typed results (module docstring), each read on first use."""
+
+    def __init__(self, hooks: list[str], root: str | Path = "."):
+        self.hooks, self.root = list(hooks), Path(root)
+
+    def _read(self, rel: str):
+        return read(self.root / rel)
+
+    def _read_if_there(self, rel: str):
+        return self._read(rel) if (self.root / rel).exists() else None
+
+    @cached_property
+    def sae(self) -> PerHook[SAEMetrics]:
+        return PerHook(self.hooks, lambda h: SAEMetrics.from_json(self._read(f"metrics/sae/{h}.json")))
+
+    @cached_property
+    def analysis(self) -> PerHook[HookAnalysis]:
+        return PerHook(self.hooks, lambda h: HookAnalysis.from_json(self._read(f"data/analysis/{h}.json"),
+                                                                    self._read(f"metrics/analysis/{h}.json")))
+
+    @cached_property
+    def compare(self) -> HookComparison:
+        return HookComparison.from_json(self._read("data/compare.json"), self._read("metrics/compare.json"))
+
+    @cached_property
+    def steer(self) -> SteerStudy:
+        return SteerStudy.from_json(self._read("data/steer/results.json"), self._read("metrics/steer.json"))
+
+    @cached_property
+    def seeds(self) -> PerHook[SeedStudy]:
+        entries = self._read_if_there("metrics/seeds.json") or {}
+        return PerHook(list(entries), lambda h: SeedStudy.from_json(entries[h], self._read(f"data/seeds/{h}/stability.json")))
+
+    @cached_property
+    def control(self) -> ControlStudy | None:
+        d = self._read_if_there("metrics/control.json")
+        return None if d is None else ControlStudy.from_json(d)
+
+    @cached_property
+    def pretrained(self) -> PretrainedComparison | None:
+        d = self._read_if_there("metrics/pretrained.json")
+        return None if d is None else PretrainedComparison.from_json(d)
+
+
+def outputs(hooks: list[str], root: str | Path = ".") -> Outputs:
+    """results = outputs(hooks): the run's outputs, typed, read lazily (module docstring)."""
+    return Outputs(hooks, root)
 
 
 def md(text: str) -> None:

@@ -32,6 +32,8 @@ from sae_workbench.validate import check_pipeline
 
 from helpers import ROOT, raw_params
 
+pytestmark = pytest.mark.slow  # about a minute per profile: CI runs it, the fast set leaves it out
+
 LABELLED = ROOT / "data/texts/labelled.jsonl"
 UNKNOWN = "zz_unknown"
 

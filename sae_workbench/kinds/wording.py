@@ -37,13 +37,15 @@ class CausalLM(causal_lm.CausalLM):
         kl = [f["kl_sae"] for f in fidelities]
         return f"; CE loss recovered {min(rec):.3f}–{max(rec):.3f}, KL to the clean model {min(kl):.3f}–{max(kl):.3f} nats"
 
-    def steering_summary(self, results: dict, metrics: dict, model_name: str) -> str:
-        top = max(map(str, results["coefficients"]), key=float)
-        cs, ppl = metrics["concept_score"], metrics["perplexity"]
-        return (f"Adding the `{results['category']}` specialist (feature {results['feature']} at `{results['hook']}`) while `{model_name}` continues "
+    def steering_summary(self, study, model_name: str) -> str:
+        """The abstract's sentence on steering; study: the run's SteerStudy (steer.study)."""
+        top = max(map(str, study.coefficients), key=float)
+        m = study.headline_metrics
+        cs, ppl = m["concept_score"], m["perplexity"]
+        return (f"Adding the `{study.category}` specialist (feature {study.feature} at `{study.hook}`) while `{model_name}` continues "
                 f"neutral prompts moves the feature's activation on the generated tokens, read by the unsteered model, from "
                 f"{cs.get('0.0', float('nan')):.2f} unsteered to {cs[top]:.2f} at coefficient {float(top):g} (× its max activation), at perplexity "
-                f"{ppl[top]:.1f} against {metrics['unsteered_perplexity']:.1f} unsteered.")
+                f"{ppl[top]:.1f} against {m['unsteered_perplexity']:.1f} unsteered.")
 
 
 class Encoder(encoder.Encoder):
@@ -60,10 +62,11 @@ class Encoder(encoder.Encoder):
     def fidelity_summary(self, fidelities: list[dict]) -> str:
         return ""
 
-    def steering_summary(self, results: dict, metrics: dict, model_name: str) -> str:
-        top = max(map(str, results["coefficients"]), key=float)
-        near = metrics["nearest_target_frac"]
-        return (f"Adding the `{results['category']}` specialist (feature {results['feature']} at `{results['hook']}`) makes `{results['category']}` "
+    def steering_summary(self, study, model_name: str) -> str:
+        """The abstract's sentence on steering; study: the run's SteerStudy (steer.study)."""
+        top = max(map(str, study.coefficients), key=float)
+        near = study.headline_metrics["nearest_target_frac"]
+        return (f"Adding the `{study.category}` specialist (feature {study.feature} at `{study.hook}`) makes `{study.category}` "
                 f"the nearest category for {100 * near[top]:.0f}% of held-out texts of other categories at coefficient {float(top):g} "
                 f"(× its max activation), against {100 * near.get('0.0', float('nan')):.0f}% unsteered.")
 
