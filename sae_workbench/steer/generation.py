@@ -56,16 +56,30 @@ def boosted_tokens(handle: ModelHandle, sae, feature: int, k: int) -> list[int]:
 
 
 @torch.no_grad()
-def greedy_continuation(handle: ModelHandle, ids: torch.Tensor, max_new_tokens: int, fwd_hooks=()) -> torch.Tensor:
-    """ids [1, pos] followed by max_new_tokens greedy tokens, `fwd_hooks` applied at every step.
+def greedy_continuation(handle: ModelHandle, ids: torch.Tensor, max_new_tokens: int, fwd_hooks=(), kv_cache: bool = True) -> torch.Tensor:
+    """ids [batch, pos] followed by max_new_tokens greedy tokens, `fwd_hooks` applied at every step.
 
     Only the last position is unembedded at each step (a 262k vocabulary makes
-    full-sequence logits the dominant cost); no KV cache, so an edit hook sees
-    the whole sequence each step, exactly as in a plain forward pass."""
+    full-sequence logits the dominant cost). With kv_cache (TransformerLens's key-value
+    cache) each step runs only the new token: an edit hook sees the prompt once and then
+    one new position per step, and edits each exactly as a full pass would
+    (`edits.edit_hook` leaves only a full pass's BOS alone). Without it every step
+    re-runs the whole sequence (some 10x the work for 20 new tokens)."""
+    model = handle.model
+    cache = None
+    if kv_cache:
+        from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+        cache = TransformerLensKeyValueCache.init_cache(model.cfg, ids.device, ids.shape[0])
+    step = ids
     for _ in range(max_new_tokens):
-        last = final_residual(handle, ids, None, fwd_hooks)[:, -1]
-        nxt = log_probs(handle.model, last).argmax(-1, keepdim=True).to(ids.device)
-        ids = torch.cat([ids, nxt], 1)
+        if cache is None:
+            last = final_residual(handle, ids, None, fwd_hooks)[:, -1]
+        else:
+            last = model.run_with_hooks(step, attention_mask=torch.ones_like(step), past_kv_cache=cache,
+                                        fwd_hooks=list(fwd_hooks), stop_at_layer=handle.n_layers)[:, -1]
+        step = log_probs(model, last).argmax(-1, keepdim=True).to(ids.device)
+        ids = torch.cat([ids, step], 1)
     return ids
 
 

@@ -30,10 +30,13 @@ def test_log_probs_and_greedy_generation_match_transformer_lens(tiny_gpt2):
     sae = _random_sae()
     hook = (HOOKS[1], edit_hook(feature_edit(sae, 3, "add", 5.0), skip_bos=True))
     for hooks in ([], [hook]):
-        ours = greedy_continuation(tiny_gpt2, ids, 6, hooks)
+        ours = greedy_continuation(tiny_gpt2, ids, 6, hooks, kv_cache=False)
         with model.hooks(fwd_hooks=hooks), torch.no_grad():
             theirs = model.generate(ids, max_new_tokens=6, do_sample=False, stop_at_eos=False, verbose=False, use_past_kv_cache=False)
         assert torch.equal(ours, theirs)
+        # with the key-value cache each step runs one new position, edited as a full pass edits it: the same tokens
+        # (TransformerLens's own cached generate gives other tokens on this tokenizer-less model, so the full pass is the reference)
+        assert torch.equal(greedy_continuation(tiny_gpt2, ids, 6, hooks, kv_cache=True), ours)
 
 
 def test_batched_steering_rows_equal_one_coefficient_at_a_time(tiny_gpt2):
