@@ -25,27 +25,22 @@ class CausalLM(causal_lm.CausalLM):
         "cross-entropy CE_sae is compared with the clean run's CE_clean and with the hook zero-ablated (CE_zero): CE loss recovered = "
         "(CE_zero − CE_sae) / (CE_zero − CE_clean), as SAELens and SAEBench define it; KL(clean ‖ SAE) is the mean over positions of the KL "
         "divergence of the spliced model's next-token distribution from the clean one (nats). BOS and padding positions are left out.")
-    limitation = ("**Greedy continuations of a few prompts.** Steering of `{model}` is measured on {n_prompts} neutral prompts with greedy "
-                  "decoding; the concept score is the steered feature's own activation, read by the unsteered model, checked by a character "
-                  "n-gram classifier fitted on the labelled texts (an independent but shallow judge of surface form), and perplexity under "
-                  "the unsteered model stands for fluency.")
+    limitation = ("**Greedy continuations of neutral prompts.** Steering of `{model}` is measured on {n_prompts} neutral prompts with greedy "
+                  "decoding, so the interval over prompts is the only spread; the concept judge is a character n-gram classifier fitted on the "
+                  "labelled texts and gated against degenerate text (an independent but shallow judge of surface form, not a reader of meaning), "
+                  "and fluency is perplexity and token diversity under the unsteered model.")
 
     def fidelity_summary(self, fidelities: list[dict]) -> str:
+        """The abstract's fidelity clause: ΔCE (where measured), CE loss recovered and KL, ranges over hooks."""
         if not fidelities or not all("ce_loss_recovered" in f for f in fidelities):
             return ""
+        span = lambda v, nd: f"{min(v):.{nd}f}–{max(v):.{nd}f}"
         rec = [f["ce_loss_recovered"] for f in fidelities]
         kl = [f["kl_sae"] for f in fidelities]
-        return f"; CE loss recovered {min(rec):.3f}–{max(rec):.3f}, KL to the clean model {min(kl):.3f}–{max(kl):.3f} nats"
-
-    def steering_summary(self, study, model_name: str) -> str:
-        """The abstract's sentence on steering; study: the run's SteerStudy (steer.study)."""
-        top = max(map(str, study.coefficients), key=float)
-        m = study.headline_metrics
-        cs, ppl = m["concept_score"], m["perplexity"]
-        return (f"Adding the `{study.category}` specialist (feature {study.feature} at `{study.hook}`) while `{model_name}` continues "
-                f"neutral prompts moves the feature's activation on the generated tokens, read by the unsteered model, from "
-                f"{cs.get('0.0', float('nan')):.2f} unsteered to {cs[top]:.2f} at coefficient {float(top):g} (× its max activation), at perplexity "
-                f"{ppl[top]:.1f} against {m['unsteered_perplexity']:.1f} unsteered.")
+        out = f"CE loss recovered {span(rec, 3)}, KL to the clean model {span(kl, 3)} nats"
+        if all("ce_sae" in f and "ce_clean" in f for f in fidelities):
+            out = f"ΔCE {span([f['ce_sae'] - f['ce_clean'] for f in fidelities], 2)} nats per token, " + out
+        return "; " + out
 
 
 class Encoder(encoder.Encoder):
@@ -61,14 +56,6 @@ class Encoder(encoder.Encoder):
 
     def fidelity_summary(self, fidelities: list[dict]) -> str:
         return ""
-
-    def steering_summary(self, study, model_name: str) -> str:
-        """The abstract's sentence on steering; study: the run's SteerStudy (steer.study)."""
-        top = max(map(str, study.coefficients), key=float)
-        near = study.headline_metrics["nearest_target_frac"]
-        return (f"Adding the `{study.category}` specialist (feature {study.feature} at `{study.hook}`) makes `{study.category}` "
-                f"the nearest category for {100 * near[top]:.0f}% of held-out texts of other categories at coefficient {float(top):g} "
-                f"(× its max activation), against {100 * near.get('0.0', float('nan')):.0f}% unsteered.")
 
 
 WORDED = {k.name: k for k in (CausalLM(), Encoder())}

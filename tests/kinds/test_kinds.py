@@ -25,4 +25,6 @@ def test_every_kind_is_worded_for_the_report(params, minilm_params):
     assert worded(params.model).name == "causal_lm" and worded(minilm_params.model).name == "encoder"
     assert worded("causal_lm").fidelity_summary([{"ce_loss_recovered": 0.9, "kl_sae": 0.5}, {"ce_loss_recovered": 0.95, "kl_sae": 0.4}]) \
         == "; CE loss recovered 0.900–0.950, KL to the clean model 0.400–0.500 nats"
+    both = [{"ce_clean": 2.5, "ce_sae": 3.4, "ce_loss_recovered": 0.9, "kl_sae": 0.5}, {"ce_clean": 2.5, "ce_sae": 2.75, "ce_loss_recovered": 0.95, "kl_sae": 0.4}]
+    assert worded("causal_lm").fidelity_summary(both).startswith("; ΔCE 0.25–0.90 nats per token, CE loss recovered 0.900–0.950")
     assert worded("causal_lm").fidelity_summary([{}]) == "" and worded("encoder").fidelity_summary([{"fidelity": 0.9}]) == ""

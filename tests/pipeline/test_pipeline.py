@@ -209,6 +209,20 @@ def test_report_html_has_figures_highlights_and_metric_values(tiny_run):
     assert "<code>seed</code>" in html  # the params table
 
 
+def test_abstract_is_short_and_each_key_finding_links_its_evidence(tiny_run):
+    """Issue 25: the abstract is at most 200 words, then a list of key findings, each citing the
+    figure or table its statistic comes from (cross-references Quarto resolves: no '?@' in the HTML)."""
+    nb = json.loads((tiny_run / "report/executed/abstract.ipynb").read_text())
+    shown = ["".join(o["data"]["text/markdown"]) for c in nb["cells"] if c["cell_type"] == "code"
+             for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
+    abstract, findings = shown[0], shown[1]
+    assert 50 <= len(abstract.split()) <= 200, len(abstract.split())
+    items = [line for line in findings.splitlines() if line.startswith("- ")]
+    assert findings.startswith("**Key findings**") and len(items) >= 4
+    assert all(re.search(r"@(fig|tbl)-[a-z0-9-]+", line) for line in items), items
+    assert any("Steering" in line for line in items) and any("Ablation" in line for line in items)
+
+
 def test_report_pdf_has_pages_and_headline_numbers(tiny_run):
     from pypdf import PdfReader
 
