@@ -106,8 +106,7 @@ ACCEPTED = {
     "steer.coefficients[2]=negative", "steer.coefficients[3]=0",
     # '' and [] where the key documents them: no attribution text chosen, no control, no seed study
     "steer.attribution_text=empty string", "control.hook=empty string", "sae.seed_hooks=empty list",
-    # a prompt is any non-blank text
-    "steer.prompts[0]=other string", "steer.prompts[1]=other string",
+    # a prompt is any non-blank text (every prompt in params.yaml: added below)
     # neuronpedia ids and SAE releases are only link text or used with sae_source: pretrained
     "profiles.gemma.neuronpedia=empty string", "profiles.gemma.neuronpedia=other string",
     "profiles.gpt2.neuronpedia=empty string", "profiles.gpt2.neuronpedia=other string",
@@ -120,6 +119,8 @@ ACCEPTED = {
     "profiles.minilm.name=other string", "profiles.gpt2.name=other string",
 }
 """Cases the pipeline takes as they are (reviewed one by one), params.yaml as shipped (model: gemma)."""
+ACCEPTED |= {f"steer.prompts[{i}]=other string"
+             for i in range(len(yaml.safe_load((ROOT / "params.yaml").read_text())["steer"]["prompts"]))}
 
 ACCEPTED_MINILM = (ACCEPTED - {"profiles.minilm.name=other string"}) | {"profiles.gemma.name=other string", "profiles.gemma.tl_name=other string"}
 """The same with model: minilm (helpers.raw_params("minilm")): now Gemma's profile is the one not chosen."""
