@@ -12,6 +12,7 @@ first use (paths relative to the working directory, the repository root):
 
     results.sae[h]         # SAEMetrics            metrics/sae/<h>.json
     results.analysis[h]    # HookAnalysis          data/analysis/<h>.json (+ .summary: metrics/analysis/<h>.json)
+    results.baselines[h]   # Baselines             data/baselines/<h>.json (DiffMean and probes beside the specialists)
     results.compare        # HookComparison        data/compare.json + metrics/compare.json
     results.steer          # SteerStudy            data/steer/results.json + metrics/steer.json
     results.seeds[h]       # SeedStudy             metrics/seeds.json[h] + data/seeds/<h>/stability.json;
@@ -42,6 +43,7 @@ from typing import NamedTuple, TypeVar
 from IPython.display import Markdown, display
 
 from . import viz
+from .analysis.baselines import Baselines
 from .analysis.results import HookAnalysis, HookComparison, SeedStudy
 from .config import CATEGORIES, Params, load_params
 from .control import ControlStudy
@@ -128,6 +130,10 @@ class Outputs:
     def analysis(self) -> PerHook[HookAnalysis]:
         return PerHook(self.hooks, lambda h: HookAnalysis.from_json(self._read(f"data/analysis/{h}.json"),
                                                                     self._read(f"metrics/analysis/{h}.json")))
+
+    @cached_property
+    def baselines(self) -> PerHook[Baselines]:
+        return PerHook(self.hooks, lambda h: Baselines.from_json(self._read(f"data/baselines/{h}.json")))
 
     @cached_property
     def compare(self) -> HookComparison:
