@@ -301,6 +301,17 @@ class AnalysisConfig:
 NEUTRAL_PROMPTS = ('The weather today is', 'My favourite thing is', 'Yesterday I went to', 'The best way to spend a weekend is', 'In the morning I usually', 'One thing I learned this year is', 'The old house at the end of the street', 'When I was younger,', 'The most important part of the job is', 'After dinner we')
 """The default prompts steering continues: about nothing in particular, so no category starts ahead."""
 
+PROMPT_PREFIXES = {
+    "python": "Write about Python code:",
+    "urls": "Write about web addresses and links (URLs):",
+    "math": "Write about mathematics:",
+    "non_english": "Write in a language other than English:",
+    "social": "Write a social media post with hashtags and emoji:",
+    "formal": "Write in a formal, official register:",
+    "conversational": "Write a casual conversation between friends:",
+}
+"""Prompting as a steering method (steer.methods): the instruction generated from before each neutral prompt."""
+
 
 @dataclass
 class SteerConfig:
@@ -349,6 +360,12 @@ class SteerConfig:
     """Text id in the evaluation texts whose feature attributions are computed; '': the first held-out text of `category`."""
     attribution_top: int = 20
     """Features listed in the attribution ranking."""
+    compare_methods: bool = True
+    """Causal LM: also steer with each category's DiffMean direction (scaled to its specialist's
+    decoder-row norm, the same coefficients) and with a prompt prefix naming the concept, through
+    the same prompts, judge and fluency score (`steer.methods`)."""
+    prompt_prefixes: dict[str, str] = field(default_factory=lambda: dict(PROMPT_PREFIXES))
+    """One instruction per category, read by the model before each neutral prompt (compare_methods)."""
 
     def __post_init__(self) -> None:
         _hook_of("steer.hook", self.hook)
@@ -375,6 +392,16 @@ class SteerConfig:
                 raise ValueError(f"steer.prompts[{i}] holds a lone surrogate (a \\ud800-style escape), which no tokenizer takes (params.yaml)")
         if self.mode not in STEER_MODES:
             raise ValueError(f"steer.mode must be 'add' or 'clamp', got {self.mode!r}")
+        for c in self.prompt_prefixes:
+            if c not in CATEGORIES:
+                raise ValueError(f"steer.prompt_prefixes.{c}: keys must be categories ({', '.join(CATEGORIES)}) (params.yaml)")
+        for c in CATEGORIES:
+            prefix = self.prompt_prefixes.get(c)
+            if prefix is None or not prefix.strip() or len(prefix) > 500:
+                raise ValueError(f"steer.prompt_prefixes.{c} must be a non-blank instruction of at most 500 characters, "
+                                 f"got {prefix!r} (params.yaml)")
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in prefix):
+                raise ValueError(f"steer.prompt_prefixes.{c} holds a lone surrogate, which no tokenizer takes (params.yaml)")
         # steer.attribution_text must be a labelled text id: validate.py checks it against the texts
         _ranges(self, "steer", n_texts="[1, 10000]", max_new_tokens="[1, 2048]", max_drift="(0, 2]",
                 max_ppl_ratio="[1, 1000]", top_tokens="[1, 1000]", ablation_texts="[0, 1000]",

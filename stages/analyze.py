@@ -5,7 +5,8 @@ Numbers for `dvc metrics` go to metrics/analysis/<hook>.json; rankings,
 specialists (with bootstrap intervals and permutation p-values), co-activation
 and feature cards go to data/analysis/<hook>.json; the supervised baselines beside
 each specialist (DiffMean, probes: analysis/baselines.py) to data/baselines/<hook>.json
-and metrics/baselines/<hook>.json.
+and metrics/baselines/<hook>.json, DiffMean's directions (for the steer stage) to
+data/baselines/<hook>.safetensors.
 """
 
 import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_workbench.activations import load_activation_set
-from sae_workbench.analysis.baselines import hook_baselines
+from sae_workbench.analysis.baselines import hook_baselines, save_directions
 from sae_workbench.analysis.hook import analyze_hook
 from sae_workbench.cli import stage, write_json
 from sae_workbench.features import load_features
@@ -64,6 +65,7 @@ def main(args, params):
     write_json(Path(args.metrics) / f"{args.hook}.json", metrics)
     write_json(Path(args.baselines_out) / f"{args.hook}.json", {**base.to_json(), "hook": args.hook})
     write_json(Path(args.baselines_metrics) / f"{args.hook}.json", base.metrics_json())
+    save_directions(Path(args.baselines_out) / f"{args.hook}.safetensors", base.directions, args.hook)
     sig = [c for c, v in metrics["specialists"].items() if v["significant"]]
     print(f"analyze {args.hook}: L0/token {metrics['l0_per_token']:.1f}, significant held-out specialists "
           f"{len(sig)}/{len(metrics['specialists'])} {sig}, mean held-out AUROC {metrics['mean_heldout_auroc']:.3f}; "
