@@ -6,6 +6,7 @@ effect". Used by the steering chapter and the abstract.
     steering_claim(study)      the headline specialist, steered (SteerStudy)
     steering_tally(study)      how many specialists steer their text significantly
     ablation_claim(study)      how many specialists' ablation costs more than a matched control's
+    methods_claim(study)       the specialists beside DiffMean and prompting (steer.methods)
 """
 
 from __future__ import annotations
@@ -74,3 +75,21 @@ def ablation_claim(study) -> str | None:
     if lower:
         s += f"; the control costs more in {', '.join(f'`{c}`' for c in lower)}"
     return s + "."
+
+
+def methods_claim(study) -> str | None:
+    """One sentence: in how many categories each method (SAE specialist, DiffMean, prompt) steers
+    significantly, and how often each baseline beats the specialist (paired tests over prompts);
+    None without the comparison."""
+    if not study.methods:
+        return None
+    from .steer.methods import method_tally
+
+    t = method_tally(study.methods)
+    n = t["categories"]
+    vs = lambda b: ", ".join(f"{k} {t[f'{b}_vs_sae'][v]}" for v, k in  # noqa: E731
+                             (("higher", "better"), ("no_difference", "not significantly different"), ("lower", "worse")))
+    return (f"Of {n} categories, the SAE specialist steers its category significantly above unsteered in {t['sae']}, "
+            f"its DiffMean direction in {t['diffmean']} and a prompt naming the concept in {t['prompt']}. "
+            f"Against the specialist at each method's best coefficient (paired bootstrap over prompts), DiffMean is {vs('diffmean')}; "
+            f"the prompt is {vs('prompt')}.")
