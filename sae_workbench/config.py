@@ -425,6 +425,46 @@ class ControlConfig:
 
 
 @dataclass
+class ExplainConfig:
+    """Automatic explanations of features, scored (stages/explain.py, sae_workbench/explain/)."""
+
+    hook: str = "blocks.9.hook_resid_post"
+    """Hook whose specialists and sampled features are explained; '' skips the stage's work."""
+    n_random: int = 50
+    """Alive non-specialist features explained besides the specialists (seeded sample)."""
+    n_examples: int = 12
+    """Contexts from train texts the explainer reads: the strongest half, the rest spread over quantile bands."""
+    n_score: int = 10
+    """Held-out activating contexts scored per feature (spread over quantile bands), and as many non-activating."""
+    window: int = 32
+    """Tokens per context, around the text's strongest token."""
+    max_explanation_tokens: int = 24
+    """Longest explanation generated, in tokens (one line)."""
+    explainer: str = "gemma"
+    """Profile (a causal LM) of the embedded explainer and judge, prompted few-shot; it need not be the
+    model explained (MiniLM's features are explained by Gemma). Unused with an endpoint."""
+    endpoint: str = ""
+    """OpenAI-compatible chat endpoint for the explainer and the judge instead (e.g. http://127.0.0.1:8080/v1
+    for a llama.cpp, vLLM or Ollama server); '': the embedded `explainer`."""
+    endpoint_model: str = ""
+    """The model name sent to the endpoint."""
+    api_key_env: str = ""
+    """Name of the environment variable holding the endpoint's key ('' : none); the key never goes in params.yaml."""
+
+    def __post_init__(self) -> None:
+        if self.hook:
+            _hook_of("explain.hook", self.hook)
+        _ranges(self, "explain", n_random="[0, 10000]", n_examples="[2, 100]", n_score="[2, 200]", window="[4, 512]",
+                max_explanation_tokens="[4, 200]")
+        if self.endpoint and not re.fullmatch(r"https?://[^\s]+", self.endpoint):
+            raise ValueError(f"explain.endpoint must be '' or an http(s) URL such as http://127.0.0.1:8080/v1, got {self.endpoint!r} (params.yaml)")
+        if self.endpoint and not self.endpoint_model.strip():
+            raise ValueError("explain.endpoint_model is empty: name the model the endpoint serves (params.yaml)")
+        if self.api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise ValueError(f"explain.api_key_env must name an environment variable (letters, digits, _), got {self.api_key_env!r} (params.yaml)")
+
+
+@dataclass
 class ReportConfig:
     """Rendered report."""
 
@@ -451,6 +491,7 @@ class Params:
     steer: SteerConfig
     report: ReportConfig
     control: ControlConfig = field(default_factory=ControlConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
     profiles: dict[str, ProfileConfig] = field(default_factory=dict)
     """Every profile of params.yaml by name (`model` is the chosen one), each checked."""
 
@@ -461,7 +502,7 @@ class Params:
         return hook
 
 
-TOP_LEVEL = ("seed", "model", "hooks", "profiles", "data", "sae", "analysis", "steer", "control", "report")
+TOP_LEVEL = ("seed", "model", "hooks", "profiles", "data", "sae", "analysis", "steer", "control", "explain", "report")
 
 
 def _unknown_key(key: str, known, where: str) -> ValueError:
@@ -673,6 +714,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     control = _build(ControlConfig, raw.get("control"), "control")
     if control.hook and control.hook not in hooks:
         raise ValueError(f"control.hook {control.hook!r} is not in hooks: {hooks} (params.yaml; '' skips the control)")
+    explain = _build(ExplainConfig, raw.get("explain"), "explain")
+    if explain.explainer not in built or built[explain.explainer].kind != "causal_lm":
+        lms = [n for n, p in built.items() if p.kind == "causal_lm"]
+        raise ValueError(f"explain.explainer must be a causal-LM profile ({', '.join(lms)}), got {explain.explainer!r} (params.yaml)")
+    if explain.hook and explain.hook not in hooks:
+        raise ValueError(f"explain.hook {explain.hook!r} is not in hooks: {hooks} (params.yaml; '' skips the explanations)")
     if steer.hook not in hooks:
         raise ValueError(f"steer.hook {steer.hook!r} is not in hooks: {hooks}")
     return Params(
@@ -686,5 +733,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         steer=steer,
         report=_build(ReportConfig, raw.get("report"), "report"),
         control=control,
+        explain=explain,
         profiles=built,
     )
