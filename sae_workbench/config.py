@@ -715,7 +715,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if control.hook and control.hook not in hooks:
         raise ValueError(f"control.hook {control.hook!r} is not in hooks: {hooks} (params.yaml; '' skips the control)")
     explain = _build(ExplainConfig, raw.get("explain"), "explain")
-    if explain.explainer not in built or built[explain.explainer].kind != "causal_lm":
+    if explain.explainer not in built or built[explain.explainer].kind == "encoder":  # an unknown kind is the profile's error (model_kind)
         lms = [n for n, p in built.items() if p.kind == "causal_lm"]
         raise ValueError(f"explain.explainer must be a causal-LM profile ({', '.join(lms)}), got {explain.explainer!r} (params.yaml)")
     if explain.hook and explain.hook not in hooks:

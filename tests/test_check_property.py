@@ -116,6 +116,10 @@ ACCEPTED = {
     "profiles.gemma.sae_release=empty string", "profiles.gemma.sae_release=other string",
     "profiles.gemma.sae_release=wrong type",  # 'abc': one release for every hook component is a valid form
     "profiles.gpt2.sae_release=other string", "profiles.gemma.sae_id=other string",
+    # explain: '' where the key documents it (no hook: no explanations; no endpoint: the embedded explainer; no key),
+    # any endpoint model name while no endpoint is set, and no sampled features besides the specialists
+    "explain.hook=empty string", "explain.endpoint=empty string", "explain.api_key_env=empty string",
+    "explain.endpoint_model=empty string", "explain.endpoint_model=other string", "explain.n_random=0",
     # a profile not chosen by `model` may name a model this machine does not have (checked when chosen)
     "profiles.minilm.name=other string", "profiles.gpt2.name=other string",
 }
