@@ -270,10 +270,15 @@ class GenerationSteering(Steering):
         return SteeringContext(tokenize=tok, held=[t for t in texts if t.split == "heldout"], prompts=prompts,
                                classifier=fit_classifier(texts))
 
-    def sweep(self, handle, sae, feature, hook, max_act, coefs, ctx, category, mode, cfg):
-        judge = None
+    @staticmethod
+    def judge(ctx, category):
+        """texts -> the classifier's concept score for `category`, or None without one."""
         if ctx.classifier is not None and category in ctx.classifier.categories:
-            judge = lambda texts: ctx.classifier.proba(texts, category)
+            return lambda texts: ctx.classifier.proba(texts, category)
+        return None
+
+    def sweep(self, handle, sae, feature, hook, max_act, coefs, ctx, category, mode, cfg):
+        judge = self.judge(ctx, category)
         return generation_study(handle, sae, feature, hook, max_act, coefs, ctx.prompts, cfg.max_new_tokens, mode,
                                 cfg.max_ppl_ratio, cfg.top_tokens, judge, ctx.n_boot, ctx.alpha, ctx.seed)
 
@@ -313,12 +318,9 @@ class GenerationSteering(Steering):
         coefs = sorted(cfg.coefficients)
 
         def one(feature, max_act, category, direction=None, prefix=None, coefficients=None):
-            judge = None
-            if ctx.classifier is not None and category in ctx.classifier.categories:
-                judge = lambda texts: ctx.classifier.proba(texts, category)  # noqa: E731
             return generation_study(handle, sae, feature, cfg.hook, max_act, coefs if coefficients is None else coefficients, ctx.prompts,
-                                    cfg.max_new_tokens, "add", cfg.max_ppl_ratio, cfg.top_tokens, judge, ctx.n_boot, ctx.alpha, ctx.seed,
-                                    direction, prefix)
+                                    cfg.max_new_tokens, "add", cfg.max_ppl_ratio, cfg.top_tokens, self.judge(ctx, category), ctx.n_boot,
+                                    ctx.alpha, ctx.seed, direction, prefix)
 
         return compare_methods(one, sae, specs, directions, sae_results, cfg, np.random.default_rng(ctx.seed), ctx.n_boot, ctx.alpha,
                                lambda c: prefix_ids(handle, cfg.prompt_prefixes[c], max_tokens))
