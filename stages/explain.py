@@ -64,8 +64,9 @@ def main(args, params):
     write_json(args.out, study.to_json())
     write_json(args.metrics, study.metrics_json())
     det = study.summary.get("detection", {}).get("mean", {})
+    cache = f"; {llm.hits} of {llm.calls} answers from the cache ({llm.path})" if cfg.hook else ""
     print(f"explain {cfg.hook or '(skipped)'}: {len(study.features)} features; detection AUROC "
-          + ", ".join(f"{c} {v['mean']:.3f}" for c, v in det.items()))
+          + ", ".join(f"{c} {v['mean']:.3f}" for c, v in det.items()) + cache)
 
 
 if __name__ == "__main__":

@@ -164,7 +164,7 @@ def explain_study(ft, table, specialists: dict, llm, embed, cfg, rng: np.random.
     summary = summarize(feats, rng, n_boot, alpha)
     settings = {"n_random": cfg.n_random, "n_examples": cfg.n_examples, "n_score": cfg.n_score, "window": cfg.window,
                 "max_explanation_tokens": cfg.max_explanation_tokens, "min_train_texts": MIN_TRAIN, "min_heldout_texts": MIN_HELDOUT,
-                "n_boot": n_boot, "alpha": alpha, "cache": {"calls": getattr(llm, "calls", None), "hits": getattr(llm, "hits", None)}}
+                "n_boot": n_boot, "alpha": alpha}  # not the cache's hits: a re-run writes the same bytes
     return ExplainStudy(hook=hook, explainer=llm.ident, features=feats, summary=summary, settings=settings)
 
 
