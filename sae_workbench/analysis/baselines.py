@@ -16,6 +16,10 @@ SAE latents, pool_text_max below for the raw activations). For each category c
                       text, as in the synthetic tests), the row stands for the text's
                       single token. The directions fitted on all train texts are kept
                       (Baselines.directions, save_directions): the steer stage steers with them
+    diffmean_mean     the same direction w, the text scored by its mean projection over its kept
+                      tokens (mean pooling; with token activations only). On Gemma a few
+                      large-norm tokens dominate the max over tokens, and mean pooling is
+                      DiffMean's better reading there, so it is tested against too
     probe             L2 logistic regression on the pooled raw activations,
                       standardised with the mean and spread of the train texts only
                       (StandardScaler inside the fitted pipeline), balanced class
@@ -42,7 +46,8 @@ SAE latents, pool_text_max below for the raw activations). For each category c
                       within the rest (the same resample for both), (1 - alpha)
                       percentile interval; verdict 'stronger' (the specialist is better:
                       interval above 0), 'weaker' (below 0) or 'no_difference'.
-                      overall_vs_diffmean: the same test on the mean over categories.
+                      overall_vs_diffmean: the same test on the mean over categories;
+                      vs_diffmean_mean, overall_vs_diffmean_mean: both against diffmean_mean.
 
 supervised_baselines works on pooled arrays (and, for DiffMean, the token
 activations: TokenActivations); hook_baselines takes what the analyze stage holds
@@ -151,9 +156,11 @@ def fit_scores(method: str, raw: np.ndarray, strength: np.ndarray, labels: np.nd
     y = lab == category
     if y.all() or not y.any():
         raise ValueError(f"category {category!r} needs train texts both inside and outside it")
-    if method == "diffmean":
+    if method in ("diffmean", "diffmean_mean"):
         w = diffmean_direction(raw if tokens is None else tokens.means, labels, rows, category)
-        return (raw @ w if tokens is None else tokens.max_projection(w)), {"direction": w}
+        if tokens is None:
+            return raw @ w, {"direction": w}
+        return (tokens.max_projection(w) if method == "diffmean" else tokens.means @ w), {"direction": w}
     if method == "probe":
         m = fit_probe(raw[rows], y, C, seed)
         return m.decision_function(raw), {"C": float(m[-1].C)}
@@ -197,14 +204,19 @@ class Baselines:
     """The same test on the mean AUROC over categories."""
     settings: dict
     """pooling, C, ks, n_boot, alpha."""
+    vs_diffmean_mean: dict[str, dict | None] | None = None
+    """As vs_diffmean, against mean-pooled DiffMean (None without token activations)."""
+    overall_vs_diffmean_mean: dict | None = None
     directions: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
     """DiffMean's direction per category, fitted on the train texts [d_model] (not in to_json:
     save_directions / load_directions, for the steer stage)."""
 
-    def verdicts(self) -> dict[str, int]:
-        """How many categories' specialists are stronger than, tie with, or are weaker than DiffMean."""
+    def verdicts(self, against: str = "diffmean") -> dict[str, int]:
+        """How many categories' specialists are stronger than, tie with, or are weaker than
+        DiffMean (against 'diffmean': max-pooled, as the specialist; 'diffmean_mean': mean-pooled)."""
         out = {"stronger": 0, "no_difference": 0, "weaker": 0}
-        for t in self.vs_diffmean.values():
+        tests = self.vs_diffmean if against == "diffmean" else (self.vs_diffmean_mean or {})
+        for t in tests.values():
             if t is not None:
                 out[t["verdict"]] += 1
         return out
@@ -214,6 +226,8 @@ class Baselines:
             "scores": {c: {m: s.to_json() for m, s in ms.items()} for c, ms in self.scores.items()},
             "vs_diffmean": self.vs_diffmean,
             "overall_vs_diffmean": self.overall_vs_diffmean,
+            **({"vs_diffmean_mean": self.vs_diffmean_mean, "overall_vs_diffmean_mean": self.overall_vs_diffmean_mean}
+               if self.vs_diffmean_mean is not None else {}),
             "settings": self.settings,
         }
 
@@ -224,6 +238,8 @@ class Baselines:
             vs_diffmean=d["vs_diffmean"],
             overall_vs_diffmean=d["overall_vs_diffmean"],
             settings=d["settings"],
+            vs_diffmean_mean=d.get("vs_diffmean_mean"),
+            overall_vs_diffmean_mean=d.get("overall_vs_diffmean_mean"),
         )
 
     def metrics_json(self) -> dict:
@@ -231,6 +247,8 @@ class Baselines:
         return {
             "specialist_vs_diffmean": self.verdicts(),
             "overall_vs_diffmean": self.overall_vs_diffmean,
+            **({"specialist_vs_diffmean_mean": self.verdicts("diffmean_mean"), "overall_vs_diffmean_mean": self.overall_vs_diffmean_mean}
+               if self.vs_diffmean_mean is not None else {}),
             "heldout_auroc": {c: {m: {"heldout_auroc": rounded(s.heldout_auroc), **loro(s)} for m, s in ms.items()}
                               for c, ms in self.scores.items()},
         }
@@ -283,15 +301,18 @@ def supervised_baselines(
                          "delete the activations and re-run dvc repro (stage extract)")
     reg = np.asarray(registers) if registers is not None else None
     seed = int(rng.integers(2**31 - 1))  # cross-validation folds
-    methods = ["diffmean", "probe"] + [f"{SPARSE}{k}" for k in ks]
+    methods = ["diffmean"] + (["diffmean_mean"] if tokens is not None else []) + ["probe"] + [f"{SPARSE}{k}" for k in ks]
 
-    scores, dm_ho, directions = {}, {}, {}
+    scores, dm_ho, dmm_ho, directions = {}, {}, {}, {}
     for c in cats:
         scores[c] = {}
         for m in methods:
             s, fitted = fit_scores(m, raw, strength, lab, train, c, C, seed, tokens)
             if m == "diffmean":
                 dm_ho[c], directions[c] = s[ho], fitted.pop("direction")
+            elif m == "diffmean_mean":
+                dmm_ho[c] = s[ho]
+                fitted.pop("direction")
             scores[c][m] = BaselineScore(
                 heldout_auroc=auroc(s[ho & (lab == c)], s[ho & (lab != c)]),
                 register_holdout=_register_holdout(m, raw, strength, lab, sp, reg, c, C, seed, tokens) if reg is not None else None,
@@ -301,6 +322,20 @@ def supervised_baselines(
     # the specialist against DiffMean, on the held-out texts
     lab_ho = lab[ho]
     spec_ho = {c: strength[ho, specialists[c].feature] for c in cats}
+    vs, overall = _versus(spec_ho, dm_ho, lab_ho, cats, rng, n_boot, alpha)
+    vs_mean = overall_mean = None
+    if dmm_ho:
+        vs_mean, overall_mean = _versus(spec_ho, dmm_ho, lab_ho, cats, rng, n_boot, alpha)
+    settings = {"pooling": "max over the text's kept tokens", "C": C if C is not None else "cv", "ks": [int(k) for k in ks],
+                "n_boot": int(n_boot), "alpha": alpha,
+                "diffmean": "token means per text" if tokens is not None else "one row per text"}
+    return Baselines(scores=scores, vs_diffmean=vs, overall_vs_diffmean=overall, settings=settings, directions=directions,
+                     vs_diffmean_mean=vs_mean, overall_vs_diffmean_mean=overall_mean)
+
+
+def _versus(spec_ho: dict, other_ho: dict, lab_ho: np.ndarray, cats: list[str], rng, n_boot: int, alpha: float):
+    """Per category and over all: stats.paired_auroc_test of the specialist's held-out strengths
+    against another method's held-out scores (per category None without texts on both sides)."""
     vs = {}
     for c in cats:
         if not (lab_ho == c).any() or (lab_ho == c).all():
@@ -310,15 +345,12 @@ def supervised_baselines(
         # two "categories", c and the rest, scored by s and -s: their mean AUROC is c's AUROC of s,
         # and the texts are resampled within c and within the rest
         two = lambda s: np.stack([s, -s], 1)  # noqa: E731
-        vs[c] = paired_auroc_test(two(spec_ho[c]), two(dm_ho[c]), binary, rng, n_boot, alpha, categories=(c, "not " + c))
+        vs[c] = paired_auroc_test(two(spec_ho[c]), two(other_ho[c]), binary, rng, n_boot, alpha, categories=(c, "not " + c))
     overall = None
     if all(v is not None for v in vs.values()):
-        overall = paired_auroc_test(np.stack([spec_ho[c] for c in cats], 1), np.stack([dm_ho[c] for c in cats], 1),
+        overall = paired_auroc_test(np.stack([spec_ho[c] for c in cats], 1), np.stack([other_ho[c] for c in cats], 1),
                                     lab_ho, rng, n_boot, alpha, categories=cats)
-    settings = {"pooling": "max over the text's kept tokens", "C": C if C is not None else "cv", "ks": [int(k) for k in ks],
-                "n_boot": int(n_boot), "alpha": alpha,
-                "diffmean": "token means per text" if tokens is not None else "one row per text"}
-    return Baselines(scores=scores, vs_diffmean=vs, overall_vs_diffmean=overall, settings=settings, directions=directions)
+    return vs, overall
 
 
 def _register_holdout(method, raw, strength, lab, sp, reg, c, C, seed, tokens) -> dict | None:

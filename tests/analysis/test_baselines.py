@@ -260,6 +260,13 @@ def test_diffmean_from_tokens_is_the_difference_of_text_means_scored_by_the_stro
     b = supervised_baselines(raw_rows, strength, labels, splits, find_specialists(strength, labels, splits, CATS), rng, n_boot=100,
                              categories=CATS, tokens=TokenActivations(acts, text_index, n))
     assert set(b.directions) == set(CATS) and b.settings["diffmean"] == "token means per text"
+    # mean pooling of the same direction: its own method and its own test against the specialist
+    ho = np.array(splits) == "heldout"
+    mean_scores = TokenActivations(acts, text_index, n).means @ b.directions["math"]
+    assert b.scores["math"]["diffmean_mean"].heldout_auroc == pytest.approx(auroc(mean_scores[ho & (lab == "math")], mean_scores[ho & (lab != "math")]))
+    assert set(b.vs_diffmean_mean) == set(CATS) and sum(b.verdicts("diffmean_mean").values()) == len(CATS)
+    back = type(b).from_json(json.loads(json.dumps(b.to_json())))
+    assert back == b and back.metrics_json()["specialist_vs_diffmean_mean"] == b.verdicts("diffmean_mean")
     assert b.scores["math"]["diffmean"].heldout_auroc > 0.9  # the planted shift survives token noise
     path = tmp_path / "b" / "hook.safetensors"
     save_directions(path, b.directions, "hook")
