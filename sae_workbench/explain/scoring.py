@@ -76,7 +76,8 @@ def _one_line(s: str, limit: int = 400) -> str:
 def explain(llm, examples: list[Context], max_tokens: int) -> str:
     """One line explaining what fires in `examples` (the train texts' contexts)."""
     text = "\n".join(_one_line(c.marked()) for c in examples)
-    return llm.complete(EXPLAIN_PROMPT.format(examples=text), max_tokens) or "(no explanation)"
+    out = llm.complete(EXPLAIN_PROMPT.format(examples=text), max_tokens).replace(MARK_OPEN, "").replace(MARK_CLOSE, "").strip()
+    return out or "(no explanation)"
 
 
 def top_tokens_explanation(tokens: list[str]) -> str:
