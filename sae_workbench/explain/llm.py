@@ -53,22 +53,62 @@ class LocalLM:
         return first_line(self.handle.tokenizer.decode(out.tolist(), skip_special_tokens=True))
 
     @torch.no_grad()
-    def yes_no(self, prompts: list[str]) -> list[float]:
-        from ..kinds.causal_lm import final_residual, log_probs
+    def yes_no(self, prompts: list[str], prefix: str | None = None) -> list[float]:
+        """prefix: a start every prompt shares (the few-shot examples and the explanation): it is
+        run once and its keys and values reused for each prompt's rest (TransformerLens's
+        key-value cache), for the prompts whose tokens are the prefix's followed by the rest's;
+        the others, and all without a prefix, run whole."""
+        seqs = [self._ids(p) for p in prompts]
+        out = [0.0] * len(seqs)
+        rest = list(range(len(seqs)))
+        if prefix and len(prompts) > 1:
+            pre = self._ids(prefix)
+            tails = {i: seqs[i][len(pre):] for i in rest if prompts[i].startswith(prefix) and seqs[i][: len(pre)] == pre and len(seqs[i]) > len(pre)}
+            if tails:
+                self._score(list(tails), [tails[i] for i in tails], out, pre)
+                rest = [i for i in rest if i not in tails]
+        if rest:
+            self._score(rest, [seqs[i] for i in rest], out)
+        return out
+
+    def _score(self, index: list[int], seqs: list[list[int]], out: list[float], prefix: list[int] | None = None) -> None:
+        from ..kinds.causal_lm import log_probs
         from ..models import pad_batch
 
-        seqs = [self._ids(p) for p in prompts]
-        order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
-        out = [0.0] * len(seqs)
+        model = self.handle.model
+        base = None
+        if prefix is not None:
+            from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+            base = TransformerLensKeyValueCache.init_cache(model.cfg, torch.device("cpu"), 1)
+            pre = torch.tensor([prefix])
+            model.run_with_hooks(pre, attention_mask=torch.ones_like(pre), past_kv_cache=base, stop_at_layer=self.handle.n_layers)
+        order = sorted(range(len(seqs)), key=lambda k: (len(seqs[k]), k))
         for b in range(0, len(order), self.batch_size):
-            idx = order[b : b + self.batch_size]
-            ids, mask = pad_batch([seqs[i] for i in idx], self.handle.pad_id)
-            resid = final_residual(self.handle, ids, mask)
-            last = resid[torch.arange(len(idx)), mask.sum(1) - 1]
-            lp = log_probs(self.handle.model, last)
-            for r, i in enumerate(idx):
-                out[i] = float(lp[r, self.yes] - lp[r, self.no])
-        return out
+            ks = order[b : b + self.batch_size]
+            ids, mask = pad_batch([seqs[k] for k in ks], self.handle.pad_id)
+            kw = {}
+            if base is not None:
+                kw["past_kv_cache"] = _repeated(base, len(ks))
+            resid = model.run_with_hooks(ids, attention_mask=mask, stop_at_layer=self.handle.n_layers, **kw)
+            lp = log_probs(model, resid[torch.arange(len(ks)), mask.sum(1) - 1])
+            for r, k in enumerate(ks):
+                out[index[k]] = float(lp[r, self.yes] - lp[r, self.no])
+
+
+def _repeated(cache, n: int):
+    """A frozen copy of a batch-1 key-value cache with its keys, values and mask repeated n times."""
+    import copy
+
+    c = copy.copy(cache)
+    c.entries = []
+    for e in cache.entries:
+        e2 = copy.copy(e)
+        e2.past_keys, e2.past_values = e.past_keys.expand(n, -1, -1, -1), e.past_values.expand(n, -1, -1, -1)
+        c.entries.append(e2)
+    c.previous_attention_mask = cache.previous_attention_mask.expand(n, -1)
+    c.freeze()
+    return c
 
 
 class EndpointLM:
@@ -104,7 +144,7 @@ class EndpointLM:
         except (KeyError, IndexError, TypeError):
             raise RuntimeError(f"explain.endpoint {self.url} answered without choices[0].message.content") from None
 
-    def yes_no(self, prompts: list[str]) -> list[float]:
+    def yes_no(self, prompts: list[str], prefix: str | None = None) -> list[float]:
         return [self._yes_no(p) for p in prompts]
 
     def _yes_no(self, prompt: str) -> float:
@@ -164,13 +204,13 @@ class Cached:
         self._save({k: v})
         return v
 
-    def yes_no(self, prompts: list[str]) -> list[float]:
+    def yes_no(self, prompts: list[str], prefix: str | None = None) -> list[float]:
         keys = [self._key("yes_no", p) for p in prompts]
         self.calls += len(prompts)
         todo = [i for i, k in enumerate(keys) if k not in self.store]
         self.hits += len(prompts) - len(todo)
         if todo:
-            got = self.llm.yes_no([prompts[i] for i in todo])
+            got = self.llm.yes_no([prompts[i] for i in todo], prefix)
             self._save({keys[i]: v for i, v in zip(todo, got)})
         return [self.store[k] for k in keys]
 

@@ -69,6 +69,15 @@ Text: {{text}}
 Answer:"""
 
 
+def _shared(prompts: list[str]) -> str:
+    """The prompts' common start, cut at its last line break (the few-shot examples and the
+    explanation): the judge may run it once for all of them."""
+    import os
+
+    common = os.path.commonprefix(prompts)
+    return common[: common.rfind("\n") + 1] if "\n" in common else ""
+
+
 def _one_line(s: str, limit: int = 400) -> str:
     return " ".join(s.split())[:limit]
 
@@ -94,7 +103,7 @@ def _auroc_and_accuracy(pos: list[float], neg: list[float]) -> dict:
 def detection(llm, explanation: str, pos: list[Context], neg: list[Context]) -> dict:
     """Delphi's detection score (module docstring): {auroc, balanced_accuracy (threshold 0), n_pos, n_neg}."""
     prompts = [DETECTION_PROMPT.format(explanation=explanation, text=_one_line(c.plain())) for c in pos + neg]
-    s = llm.yes_no(prompts)
+    s = llm.yes_no(prompts, _shared(prompts))
     return _auroc_and_accuracy(s[: len(pos)], s[len(pos):])
 
 
@@ -111,7 +120,8 @@ def fuzzing(llm, explanation: str, pos: list[Context], rng: np.random.Generator)
     """Delphi's fuzzing score (module docstring): correctly against randomly marked activating contexts."""
     right = [_one_line(c.marked()) for c in pos]
     wrong = [_one_line(c.marked(random_marks(c, rng))) for c in pos]
-    s = llm.yes_no([FUZZING_PROMPT.format(explanation=explanation, text=t) for t in right + wrong])
+    prompts = [FUZZING_PROMPT.format(explanation=explanation, text=t) for t in right + wrong]
+    s = llm.yes_no(prompts, _shared(prompts))
     return _auroc_and_accuracy(s[: len(right)], s[len(right):])
 
 

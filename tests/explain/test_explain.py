@@ -86,7 +86,7 @@ def test_the_cache_answers_repeated_calls_and_survives_a_cut_line(tmp_path):
             self.n += 1
             return f"answer to {prompt}"
 
-        def yes_no(self, prompts):
+        def yes_no(self, prompts, prefix=None):
             self.n += len(prompts)
             return [float(len(p)) for p in prompts]
 
@@ -162,6 +162,11 @@ def test_the_gemma_judge_on_a_match_a_planted_null_and_a_degenerate_explanation(
     py, fr = _category_contexts("python", 10), _category_contexts("non_english", 10)
     match = scoring.detection(llm, "Python source code", py, fr)
     assert match["n_pos"] == 10 and match["n_neg"] == 10 and match["auroc"] >= 0.75, match
+    # the shared start run once (key-value cache) gives the answers of each prompt run whole
+    prompts = [scoring.DETECTION_PROMPT.format(explanation="Python source code", text=scoring._one_line(c.plain())) for c in py[:3] + fr[:3]]
+    shared = scoring._shared(prompts)
+    assert shared.endswith("Explanation: Python source code\n")
+    np.testing.assert_allclose(llm.yes_no(prompts, shared), llm.yes_no(prompts), atol=2e-3)
     pool = py[:5] + fr[:5] + _category_contexts("math", 5) + _category_contexts("social", 5)
     rng = np.random.default_rng(0)
     aucs = []
@@ -189,7 +194,7 @@ def test_the_study_explains_scores_and_controls_and_reads_back(embed):
             block = prompt.rsplit("Texts:\n", 1)[1]
             return "cat words" if "<<cat>>" in block else "dog words" if "<<dog>>" in block else "nothing"
 
-        def yes_no(self, prompts):
+        def yes_no(self, prompts, prefix=None):
             out = []
             for p in prompts:
                 expl = p.rsplit("Explanation: ", 1)[1].split("\n", 1)[0]
