@@ -387,15 +387,16 @@ def hook_baselines(ft, raw_acts: np.ndarray, table, specialists: dict[str, Speci
 
 
 def save_directions(path, directions: dict[str, np.ndarray], hook: str) -> None:
-    """DiffMean's directions of one hook, one float32 tensor per category (safetensors, atomically)."""
+    """DiffMean's directions of one hook, one float32 tensor per category (safetensors, atomically;
+    activations.save_tensors: the same bytes on every run)."""
+    from pathlib import Path
+
     import torch
-    from safetensors.torch import save_file
 
-    from ..atomic import atomic_file
+    from ..activations import save_tensors
 
-    with atomic_file(path) as tmp:
-        save_file({c: torch.tensor(np.asarray(w), dtype=torch.float32) for c, w in directions.items()}, str(tmp),
-                  metadata={"hook": hook, "what": "DiffMean direction per category (analysis/baselines.py)"})
+    save_tensors(Path(path), {c: torch.tensor(np.asarray(w), dtype=torch.float32) for c, w in sorted(directions.items())},
+                 {"hook": hook, "what": "DiffMean direction per category (analysis/baselines.py)"})
 
 
 def load_directions(path) -> dict[str, np.ndarray]:
