@@ -6,6 +6,8 @@ effect". Used by the steering chapter and the abstract.
     steering_claim(study)      the headline specialist, steered (SteerStudy)
     steering_tally(study)      how many specialists steer their text significantly
     ablation_claim(study)      how many specialists' ablation costs more than a matched control's
+    methods_claim(study)       the specialists beside DiffMean and prompting (steer.methods)
+    explain_claim(study)       automatic explanations against their controls (explain.study)
 """
 
 from __future__ import annotations
@@ -74,3 +76,39 @@ def ablation_claim(study) -> str | None:
     if lower:
         s += f"; the control costs more in {', '.join(f'`{c}`' for c in lower)}"
     return s + "."
+
+
+def methods_claim(study) -> str | None:
+    """One sentence: in how many categories each method (SAE specialist, DiffMean, prompt) steers
+    significantly, and how often each baseline beats the specialist (paired tests over prompts);
+    None without the comparison."""
+    if not study.methods:
+        return None
+    from .steer.methods import method_tally
+
+    t = method_tally(study.methods)
+    n = t["categories"]
+    vs = lambda b: ", ".join(f"{k} {t[f'{b}_vs_sae'][v]}" for v, k in  # noqa: E731
+                             (("higher", "better"), ("no_difference", "not significantly different"), ("lower", "worse")))
+    return (f"Of {n} categories, the SAE specialist steers its category significantly above unsteered in {t['sae']}, "
+            f"its DiffMean direction in {t['diffmean']} and a prompt naming the concept in {t['prompt']}. "
+            f"Against the specialist at each method's best coefficient (paired bootstrap over prompts), DiffMean is {vs('diffmean')}; "
+            f"the prompt is {vs('prompt')}.")
+
+
+def explain_claim(study, scorer: str = "detection") -> str | None:
+    """One sentence on the explanations' `scorer` AUROC against the shuffled and top-token
+    controls (paired bootstrap over features); None without a summary for it."""
+    if study is None or scorer not in study.summary:
+        return None
+    s = study.summary[scorer]
+    m = s["mean"]
+    level = 100 * (1 - s["vs_shuffled"]["alpha"])
+    word = {"higher": "significantly above", "lower": "significantly below", "no_difference": "not significantly different from"}
+
+    def vs(c, name):
+        t = s[f"vs_{c}"]
+        return f"{word[t['verdict']]} {name} ({m[c]['mean']:.3f}; difference {t['diff']:+.3f}, {level:.4g}% interval {t['ci_low']:+.3f} to {t['ci_high']:+.3f})"
+
+    return (f"Scored by {scorer} on held-out contexts over {s['n_features']} features, the explanations' mean AUROC is "
+            f"{m['explanation']['mean']:.3f}, {vs('shuffled', 'another feature’s explanation')} and {vs('top_tokens', 'a list of the top tokens')}.")

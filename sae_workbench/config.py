@@ -301,6 +301,17 @@ class AnalysisConfig:
 NEUTRAL_PROMPTS = ('The weather today is', 'My favourite thing is', 'Yesterday I went to', 'The best way to spend a weekend is', 'In the morning I usually', 'One thing I learned this year is', 'The old house at the end of the street', 'When I was younger,', 'The most important part of the job is', 'After dinner we')
 """The default prompts steering continues: about nothing in particular, so no category starts ahead."""
 
+PROMPT_PREFIXES = {
+    "python": "Write about Python code:",
+    "urls": "Write about web addresses and links (URLs):",
+    "math": "Write about mathematics:",
+    "non_english": "Write in a language other than English:",
+    "social": "Write a social media post with hashtags and emoji:",
+    "formal": "Write in a formal, official register:",
+    "conversational": "Write a casual conversation between friends:",
+}
+"""Prompting as a steering method (steer.methods): the instruction generated from before each neutral prompt."""
+
 
 @dataclass
 class SteerConfig:
@@ -349,6 +360,12 @@ class SteerConfig:
     """Text id in the evaluation texts whose feature attributions are computed; '': the first held-out text of `category`."""
     attribution_top: int = 20
     """Features listed in the attribution ranking."""
+    compare_methods: bool = True
+    """Causal LM: also steer with each category's DiffMean direction (scaled to its specialist's
+    decoder-row norm, the same coefficients) and with a prompt prefix naming the concept, through
+    the same prompts, judge and fluency score (`steer.methods`)."""
+    prompt_prefixes: dict[str, str] = field(default_factory=lambda: dict(PROMPT_PREFIXES))
+    """One instruction per category, read by the model before each neutral prompt (compare_methods)."""
 
     def __post_init__(self) -> None:
         _hook_of("steer.hook", self.hook)
@@ -375,6 +392,16 @@ class SteerConfig:
                 raise ValueError(f"steer.prompts[{i}] holds a lone surrogate (a \\ud800-style escape), which no tokenizer takes (params.yaml)")
         if self.mode not in STEER_MODES:
             raise ValueError(f"steer.mode must be 'add' or 'clamp', got {self.mode!r}")
+        for c in self.prompt_prefixes:
+            if c not in CATEGORIES:
+                raise ValueError(f"steer.prompt_prefixes.{c}: keys must be categories ({', '.join(CATEGORIES)}) (params.yaml)")
+        for c in CATEGORIES:
+            prefix = self.prompt_prefixes.get(c)
+            if prefix is None or not prefix.strip() or len(prefix) > 500:
+                raise ValueError(f"steer.prompt_prefixes.{c} must be a non-blank instruction of at most 500 characters, "
+                                 f"got {prefix!r} (params.yaml)")
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in prefix):
+                raise ValueError(f"steer.prompt_prefixes.{c} holds a lone surrogate, which no tokenizer takes (params.yaml)")
         # steer.attribution_text must be a labelled text id: validate.py checks it against the texts
         _ranges(self, "steer", n_texts="[1, 10000]", max_new_tokens="[1, 2048]", max_drift="(0, 2]",
                 max_ppl_ratio="[1, 1000]", top_tokens="[1, 1000]", ablation_texts="[0, 1000]",
@@ -395,6 +422,46 @@ class ControlConfig:
         if self.hook:
             _hook_of("control.hook", self.hook)
         _ranges(self, "control", corpus_texts="[0, 100000]")
+
+
+@dataclass
+class ExplainConfig:
+    """Automatic explanations of features, scored (stages/explain.py, sae_workbench/explain/)."""
+
+    hook: str = "blocks.9.hook_resid_post"
+    """Hook whose specialists and sampled features are explained; '' skips the stage's work."""
+    n_random: int = 50
+    """Alive non-specialist features explained besides the specialists (seeded sample)."""
+    n_examples: int = 12
+    """Contexts from train texts the explainer reads: the strongest half, the rest spread over quantile bands."""
+    n_score: int = 10
+    """Held-out activating contexts scored per feature (spread over quantile bands), and as many non-activating."""
+    window: int = 32
+    """Tokens per context, around the text's strongest token."""
+    max_explanation_tokens: int = 24
+    """Longest explanation generated, in tokens (one line)."""
+    explainer: str = "gemma"
+    """Profile (a causal LM) of the embedded explainer and judge, prompted few-shot; it need not be the
+    model explained (MiniLM's features are explained by Gemma). Unused with an endpoint."""
+    endpoint: str = ""
+    """OpenAI-compatible chat endpoint for the explainer and the judge instead (e.g. http://127.0.0.1:8080/v1
+    for a llama.cpp, vLLM or Ollama server); '': the embedded `explainer`."""
+    endpoint_model: str = ""
+    """The model name sent to the endpoint."""
+    api_key_env: str = ""
+    """Name of the environment variable holding the endpoint's key ('' : none); the key never goes in params.yaml."""
+
+    def __post_init__(self) -> None:
+        if self.hook:
+            _hook_of("explain.hook", self.hook)
+        _ranges(self, "explain", n_random="[0, 10000]", n_examples="[2, 100]", n_score="[2, 200]", window="[4, 512]",
+                max_explanation_tokens="[4, 200]")
+        if self.endpoint and not re.fullmatch(r"https?://[^\s]+", self.endpoint):
+            raise ValueError(f"explain.endpoint must be '' or an http(s) URL such as http://127.0.0.1:8080/v1, got {self.endpoint!r} (params.yaml)")
+        if self.endpoint and not self.endpoint_model.strip():
+            raise ValueError("explain.endpoint_model is empty: name the model the endpoint serves (params.yaml)")
+        if self.api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise ValueError(f"explain.api_key_env must name an environment variable (letters, digits, _), got {self.api_key_env!r} (params.yaml)")
 
 
 @dataclass
@@ -424,6 +491,7 @@ class Params:
     steer: SteerConfig
     report: ReportConfig
     control: ControlConfig = field(default_factory=ControlConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
     profiles: dict[str, ProfileConfig] = field(default_factory=dict)
     """Every profile of params.yaml by name (`model` is the chosen one), each checked."""
 
@@ -434,7 +502,7 @@ class Params:
         return hook
 
 
-TOP_LEVEL = ("seed", "model", "hooks", "profiles", "data", "sae", "analysis", "steer", "control", "report")
+TOP_LEVEL = ("seed", "model", "hooks", "profiles", "data", "sae", "analysis", "steer", "control", "explain", "report")
 
 
 def _unknown_key(key: str, known, where: str) -> ValueError:
@@ -646,6 +714,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     control = _build(ControlConfig, raw.get("control"), "control")
     if control.hook and control.hook not in hooks:
         raise ValueError(f"control.hook {control.hook!r} is not in hooks: {hooks} (params.yaml; '' skips the control)")
+    explain = _build(ExplainConfig, raw.get("explain"), "explain")
+    if explain.explainer not in built or built[explain.explainer].kind == "encoder":  # an unknown kind is the profile's error (model_kind)
+        lms = [n for n, p in built.items() if p.kind == "causal_lm"]
+        raise ValueError(f"explain.explainer must be a causal-LM profile ({', '.join(lms)}), got {explain.explainer!r} (params.yaml)")
+    if explain.hook and explain.hook not in hooks:
+        raise ValueError(f"explain.hook {explain.hook!r} is not in hooks: {hooks} (params.yaml; '' skips the explanations)")
     if steer.hook not in hooks:
         raise ValueError(f"steer.hook {steer.hook!r} is not in hooks: {hooks}")
     return Params(
@@ -659,5 +733,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         steer=steer,
         report=_build(ReportConfig, raw.get("report"), "report"),
         control=control,
+        explain=explain,
         profiles=built,
     )

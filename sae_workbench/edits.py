@@ -54,6 +54,18 @@ def add_edit(delta: torch.Tensor) -> Edit:
     return lambda x, keep: x + keep.to(x.device, x.dtype).unsqueeze(-1) * delta.to(x.device, x.dtype)
 
 
+def direction_edit(direction: torch.Tensor, values: torch.Tensor) -> Edit:
+    """x + values[row] * direction on every kept token: one value per row of the batch
+    (steering along a vector that is no SAE feature, e.g. a DiffMean direction)."""
+    u = direction.detach().float()
+
+    def edit(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        m = keep.to(x.device, x.dtype) * values[:, None].to(x.device, x.dtype)
+        return x + m.unsqueeze(-1) * u.to(x.device, x.dtype)
+
+    return edit
+
+
 def add_direction_hook(delta: torch.Tensor, keep: torch.Tensor | None = None, skip_bos: bool = False):
     """Hook function adding `delta` [d_model] to the residual stream (see edit_hook)."""
     return edit_hook(add_edit(delta), keep, skip_bos)

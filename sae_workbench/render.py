@@ -73,7 +73,7 @@ def _natural_key(name: str):
 
 FRONT_CHAPTERS = ("abstract", "methods", "training")
 """Chapters before the per-hook ones (executed/<name>.ipynb), in order."""
-BACK_CHAPTERS = ("compare", "steering", "discussion")
+BACK_CHAPTERS = ("compare", "steering", "explain", "discussion")
 """Chapters after the per-hook ones."""
 
 

@@ -12,8 +12,10 @@ first use (paths relative to the working directory, the repository root):
 
     results.sae[h]         # SAEMetrics            metrics/sae/<h>.json
     results.analysis[h]    # HookAnalysis          data/analysis/<h>.json (+ .summary: metrics/analysis/<h>.json)
+    results.baselines[h]   # Baselines             data/baselines/<h>.json (DiffMean and probes beside the specialists)
     results.compare        # HookComparison        data/compare.json + metrics/compare.json
     results.steer          # SteerStudy            data/steer/results.json + metrics/steer.json
+    results.explain        # ExplainStudy | None   data/explain/results.json
     results.seeds[h]       # SeedStudy             metrics/seeds.json[h] + data/seeds/<h>/stability.json;
                            #                       only the hooks of metrics/seeds.json ({} without the file)
     results.control        # ControlStudy          metrics/control.json, None without it
@@ -42,9 +44,11 @@ from typing import NamedTuple, TypeVar
 from IPython.display import Markdown, display
 
 from . import viz
+from .analysis.baselines import Baselines
 from .analysis.results import HookAnalysis, HookComparison, SeedStudy
 from .config import CATEGORIES, Params, load_params
 from .control import ControlStudy
+from .explain.study import ExplainStudy
 from .data import read_texts
 from .kinds.wording import CausalLM, Encoder, worded
 from .measure import PretrainedComparison, SAEMetrics
@@ -130,12 +134,21 @@ class Outputs:
                                                                     self._read(f"metrics/analysis/{h}.json")))
 
     @cached_property
+    def baselines(self) -> PerHook[Baselines]:
+        return PerHook(self.hooks, lambda h: Baselines.from_json(self._read(f"data/baselines/{h}.json")))
+
+    @cached_property
     def compare(self) -> HookComparison:
         return HookComparison.from_json(self._read("data/compare.json"), self._read("metrics/compare.json"))
 
     @cached_property
     def steer(self) -> SteerStudy:
         return SteerStudy.from_json(self._read("data/steer/results.json"), self._read("metrics/steer.json"))
+
+    @cached_property
+    def explain(self) -> ExplainStudy | None:
+        d = self._read_if_there("data/explain/results.json")
+        return None if d is None else ExplainStudy.from_json(d)
 
     @cached_property
     def seeds(self) -> PerHook[SeedStudy]:

@@ -3,7 +3,10 @@
 $ python stages/analyze.py --hook blocks.3.hook_resid_pre
 Numbers for `dvc metrics` go to metrics/analysis/<hook>.json; rankings,
 specialists (with bootstrap intervals and permutation p-values), co-activation
-and feature cards go to data/analysis/<hook>.json.
+and feature cards go to data/analysis/<hook>.json; the supervised baselines beside
+each specialist (DiffMean, probes: analysis/baselines.py) to data/baselines/<hook>.json
+and metrics/baselines/<hook>.json, DiffMean's directions (for the steer stage) to
+data/baselines/<hook>.safetensors.
 """
 
 import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
@@ -13,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_workbench.activations import load_activation_set
+from sae_workbench.analysis.baselines import hook_baselines, save_directions
 from sae_workbench.analysis.hook import analyze_hook
 from sae_workbench.cli import stage, write_json
 from sae_workbench.features import load_features
@@ -25,6 +29,8 @@ def args(p):
     p.add_argument("--saes", default="data/saes")
     p.add_argument("--metrics", default="metrics/analysis")
     p.add_argument("--out", default="data/analysis")
+    p.add_argument("--baselines-out", default="data/baselines")
+    p.add_argument("--baselines-metrics", default="metrics/baselines")
 
 
 def unembedding(params, hook, saes):
@@ -51,13 +57,19 @@ def main(args, params):
     if ft.n_rows != table.n_kept:
         raise ValueError(f"features of {args.hook} cover {ft.n_rows} tokens, activations {table.n_kept}: re-run dvc repro")
     rng = np.random.default_rng(params.seed)
-    result = analyze_hook(ft, acts.numpy(), table, params.analysis, rng, unembedding(params, args.hook, args.saes))
+    raw = acts.numpy()
+    result = analyze_hook(ft, raw, table, params.analysis, rng, unembedding(params, args.hook, args.saes))
+    base = hook_baselines(ft, raw, table, result.specialists, rng, params.analysis)
     metrics = result.metrics_json()
     write_json(Path(args.out) / f"{args.hook}.json", {**result.to_json(), "hook": args.hook})
     write_json(Path(args.metrics) / f"{args.hook}.json", metrics)
+    write_json(Path(args.baselines_out) / f"{args.hook}.json", {**base.to_json(), "hook": args.hook})
+    write_json(Path(args.baselines_metrics) / f"{args.hook}.json", base.metrics_json())
+    save_directions(Path(args.baselines_out) / f"{args.hook}.safetensors", base.directions, args.hook)
     sig = [c for c, v in metrics["specialists"].items() if v["significant"]]
     print(f"analyze {args.hook}: L0/token {metrics['l0_per_token']:.1f}, significant held-out specialists "
-          f"{len(sig)}/{len(metrics['specialists'])} {sig}, mean held-out AUROC {metrics['mean_heldout_auroc']:.3f}")
+          f"{len(sig)}/{len(metrics['specialists'])} {sig}, mean held-out AUROC {metrics['mean_heldout_auroc']:.3f}; "
+          f"specialist vs DiffMean {base.verdicts()}")
 
 
 if __name__ == "__main__":

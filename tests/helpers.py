@@ -32,6 +32,7 @@ MINILM = {
     "steer.hook": "blocks.5.hook_resid_pre",
     "sae.seed_hooks": ["blocks.5.hook_resid_pre"],
     "control.hook": "blocks.5.hook_resid_pre",
+    "explain.hook": "blocks.5.hook_resid_pre",
 }
 """What switching params.yaml to the MiniLM profile takes (README)."""
 
@@ -45,6 +46,7 @@ def raw_params(profile: str | None = None) -> dict:
         raw["model"], raw["hooks"] = MINILM["model"], list(MINILM["hooks"])
         raw["steer"]["hook"] = MINILM["steer.hook"]
         raw["sae"]["seed_hooks"], raw["control"]["hook"] = MINILM["sae.seed_hooks"], MINILM["control.hook"]
+        raw["explain"]["hook"] = MINILM["explain.hook"]
     elif profile is not None:
         raise ValueError(profile)
     return raw

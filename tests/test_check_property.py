@@ -25,7 +25,7 @@ from collections import Counter
 import pytest
 import yaml
 
-from sae_workbench.config import load_params
+from sae_workbench.config import CATEGORIES, load_params
 from sae_workbench.data import read_texts
 from sae_workbench.offline import ModelUnavailable
 from sae_workbench.validate import check_pipeline
@@ -106,7 +106,8 @@ ACCEPTED = {
     "steer.coefficients[2]=negative", "steer.coefficients[3]=0",
     # '' and [] where the key documents them: no attribution text chosen, no control, no seed study
     "steer.attribution_text=empty string", "control.hook=empty string", "sae.seed_hooks=empty list",
-    # a prompt is any non-blank text (every prompt in params.yaml: added below)
+    # a prompt is any non-blank text (every prompt in params.yaml: added below), and so is a prompt prefix
+    *(f"steer.prompt_prefixes.{c}=other string" for c in CATEGORIES),
     # neuronpedia ids and SAE releases are only link text or used with sae_source: pretrained
     "profiles.gemma.neuronpedia=empty string", "profiles.gemma.neuronpedia=other string",
     "profiles.gpt2.neuronpedia=empty string", "profiles.gpt2.neuronpedia=other string",
@@ -115,6 +116,10 @@ ACCEPTED = {
     "profiles.gemma.sae_release=empty string", "profiles.gemma.sae_release=other string",
     "profiles.gemma.sae_release=wrong type",  # 'abc': one release for every hook component is a valid form
     "profiles.gpt2.sae_release=other string", "profiles.gemma.sae_id=other string",
+    # explain: '' where the key documents it (no hook: no explanations; no endpoint: the embedded explainer; no key),
+    # any endpoint model name while no endpoint is set, and no sampled features besides the specialists
+    "explain.hook=empty string", "explain.endpoint=empty string", "explain.api_key_env=empty string",
+    "explain.endpoint_model=empty string", "explain.endpoint_model=other string", "explain.n_random=0",
     # a profile not chosen by `model` may name a model this machine does not have (checked when chosen)
     "profiles.minilm.name=other string", "profiles.gpt2.name=other string",
 }

@@ -51,3 +51,31 @@ def test_planted_effect_is_stated_with_its_interval():
     assert "over 12 prompts" in sentence and "Bonferroni-corrected over 2 coefficients" in sentence
     assert steering_tally(s) == "1 of the 2 specialists steered raises their own category's combined score significantly above unsteered (`python`)."
     assert ablation_claim(s).startswith("Ablating a specialist costs its own category's held-out texts significantly more") and "in 2 of 2" in ablation_claim(s)
+
+
+def _methods(diffmean_effect: float, seed: int = 0, n_prompts: int = 12) -> dict:
+    """steer.methods' result for two categories with planted per-prompt scores: the specialist and the
+    prompt at U(0.1, 0.3) plus noise, DiffMean the same plus `diffmean_effect`; 'works' planted."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for c in ("python", "math"):
+        base = rng.uniform(0.1, 0.3, n_prompts)
+        sae, dm, pr = base + rng.normal(0, 0.05, n_prompts), base + diffmean_effect + rng.normal(0, 0.05, n_prompts), base + rng.normal(0, 0.05, n_prompts)
+        summ = lambda v, works: {"works": works, "best_combined": {"mean": float(v.mean())}}  # noqa: E731
+        out[c] = {"sae": summ(sae, False), "diffmean": summ(dm, diffmean_effect > 0), "prompt": summ(pr, False),
+                  "diffmean_vs_sae": paired_difference(dm, sae, rng, 1000, 0.05), "prompt_vs_sae": paired_difference(pr, sae, rng, 1000, 0.05)}
+    return out
+
+
+def test_methods_claim_counts_what_the_tests_say():
+    from dataclasses import replace
+
+    from sae_workbench.claims import methods_claim
+
+    s = _study(effect=0.0)
+    assert methods_claim(s) is None  # no comparison run: no sentence
+    null = methods_claim(replace(s, methods=_methods(0.0)))
+    assert null.startswith("Of 2 categories, the SAE specialist steers its category significantly above unsteered in 0, its DiffMean direction in 0")
+    assert "DiffMean is better 0, not significantly different 2, worse 0" in null
+    planted = methods_claim(replace(s, methods=_methods(0.3)))
+    assert "its DiffMean direction in 2" in planted and "DiffMean is better 2, not significantly different 0, worse 0" in planted

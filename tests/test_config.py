@@ -159,7 +159,7 @@ def test_other_profiles_load(minilm_params, tmp_path):
     assert minilm_params.model.kind == "encoder" and minilm_params.model.loader == "bridge"
     raw = raw_params()
     raw["model"], raw["hooks"], raw["steer"]["hook"] = "gpt2", ["blocks.8.hook_resid_pre"], "blocks.8.hook_resid_pre"
-    raw["sae"]["seed_hooks"], raw["control"]["hook"] = [], ""
+    raw["sae"]["seed_hooks"], raw["control"]["hook"], raw["explain"]["hook"] = [], "", ""
     gpt2 = load_params(write_params(raw, tmp_path / "params.yaml"))
     assert gpt2.model.kind == "causal_lm" and gpt2.model.pretrained_sae("blocks.8.hook_resid_pre") == ("gpt2-small-res-jb", "blocks.8.hook_resid_pre")
 

@@ -24,6 +24,7 @@ LAYERS = [
     ("features", ["features"]),
     ("analysis", ["analysis", "control"]),
     ("steer", ["steer"]),
+    ("explain", ["explain"]),
     ("report and commands", ["report_kit", "claims", "viz", "render", "fonts", "expdiff", "deps", "concept", "determinism_probe"]),
 ]
 """Bottom to top; a top-level module or subpackage of sae_workbench per name."""

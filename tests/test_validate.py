@@ -93,7 +93,7 @@ def test_model_dims_without_loading(minilm_params, params):
 
 def _gpt2(raw, sae_source):
     raw["model"], raw["hooks"], raw["steer"]["hook"] = "gpt2", ["blocks.8.hook_resid_pre"], "blocks.8.hook_resid_pre"
-    raw["sae"]["seed_hooks"], raw["control"]["hook"] = [], ""
+    raw["sae"]["seed_hooks"], raw["control"]["hook"], raw["explain"]["hook"] = [], "", ""
     raw["profiles"]["gpt2"]["sae_source"] = sae_source
     return raw
 

@@ -7,9 +7,19 @@ of each dimension over the text's kept tokens (FeatureTable.per_text_max for the
 SAE latents, pool_text_max below for the raw activations). For each category c
 (one against the rest), fitted on the train texts only:
 
-    diffmean          w = mean of the train texts of c - mean of the other train
-                      texts, over the pooled raw activations x(t) (AxBench's DiffMean:
-                      stats.specialist_scores of every raw dimension); score(t) = x(t) . w
+    diffmean          AxBench's DiffMean: w = mean over the train texts of c of each
+                      text's mean raw activation over its kept tokens, minus the same
+                      mean over the other train texts (each text counts once, as in
+                      stats.specialist_scores); score(t) = the strongest projection
+                      h . w over the text's kept tokens h (the specialist's pooling,
+                      applied to the projection). Given only pooled rows (one row per
+                      text, as in the synthetic tests), the row stands for the text's
+                      single token. The directions fitted on all train texts are kept
+                      (Baselines.directions, save_directions): the steer stage steers with them
+    diffmean_mean     the same direction w, the text scored by its mean projection over its kept
+                      tokens (mean pooling; with token activations only). On Gemma a few
+                      large-norm tokens dominate the max over tokens, and mean pooling is
+                      DiffMean's better reading there, so it is tested against too
     probe             L2 logistic regression on the pooled raw activations,
                       standardised with the mean and spread of the train texts only
                       (StandardScaler inside the fitted pipeline), balanced class
@@ -36,16 +46,18 @@ SAE latents, pool_text_max below for the raw activations). For each category c
                       within the rest (the same resample for both), (1 - alpha)
                       percentile interval; verdict 'stronger' (the specialist is better:
                       interval above 0), 'weaker' (below 0) or 'no_difference'.
-                      overall_vs_diffmean: the same test on the mean over categories.
+                      overall_vs_diffmean: the same test on the mean over categories;
+                      vs_diffmean_mean, overall_vs_diffmean_mean: both against diffmean_mean.
 
-supervised_baselines works on pooled arrays; hook_baselines takes what the analyze
-stage holds (the feature table, the token activations, the token table, the
-specialists) and pools both itself.
+supervised_baselines works on pooled arrays (and, for DiffMean, the token
+activations: TokenActivations); hook_baselines takes what the analyze stage holds
+(the feature table, the token activations, the token table, the specialists) and
+pools both itself.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -76,6 +88,38 @@ def pool_text_max(acts: np.ndarray, text_index: np.ndarray, n_texts: int) -> np.
     return out
 
 
+@dataclass
+class TokenActivations:
+    """The raw activations per token, for DiffMean: acts [n_kept, d], text_index [n_kept]."""
+
+    acts: np.ndarray
+    text_index: np.ndarray
+    n_texts: int
+
+    def __post_init__(self):
+        self.acts, self.text_index = np.asarray(self.acts), np.asarray(self.text_index)
+        if self.acts.ndim != 2 or len(self.acts) != len(self.text_index):
+            raise ValueError(f"activations {self.acts.shape} and text_index ({len(self.text_index)} rows) differ: re-run dvc repro")
+        counts = np.bincount(self.text_index, minlength=self.n_texts).astype(np.float64)
+        sums = np.zeros((self.n_texts, self.acts.shape[1]))
+        np.add.at(sums, self.text_index, self.acts)
+        self.means = sums / np.maximum(counts, 1)[:, None]
+        """[n_texts, d]: each text's mean activation over its kept tokens (0 without any)."""
+
+    def max_projection(self, w: np.ndarray) -> np.ndarray:
+        """[n_texts]: the strongest h . w over each text's kept tokens (0 without any)."""
+        proj = self.acts.astype(np.float64) @ w
+        out = np.full(self.n_texts, -np.inf)
+        np.maximum.at(out, self.text_index, proj)
+        out[np.isneginf(out)] = 0.0
+        return out
+
+
+def diffmean_direction(means: np.ndarray, labels: np.ndarray, rows: np.ndarray, category: str) -> np.ndarray:
+    """DiffMean of `category` over the texts `rows`: mean of its texts' rows minus the others' mean."""
+    return specialist_scores(means[rows], list(labels[rows]), category)
+
+
 def top_mean_diff_latents(strength: np.ndarray, labels: list[str], category: str, k: int) -> np.ndarray:
     """The k latents with the largest |mean strength inside category - outside| (ties: lower index)."""
     diff = np.abs(specialist_scores(strength, labels, category))
@@ -102,15 +146,21 @@ def fit_probe(X: np.ndarray, y: np.ndarray, C: float | None = PROBE_C, seed: int
 
 
 def fit_scores(method: str, raw: np.ndarray, strength: np.ndarray, labels: np.ndarray, rows: np.ndarray,
-               category: str, C: float | None = PROBE_C, seed: int = 0) -> tuple[np.ndarray, dict]:
+               category: str, C: float | None = PROBE_C, seed: int = 0,
+               tokens: TokenActivations | None = None) -> tuple[np.ndarray, dict]:
     """Fit `method` for `category` on the texts `rows` (bool mask) and score every text.
-    Returns (scores [n_texts], what was fitted: {"features"} for sparse probes, {"C"} for probes)."""
+    Returns (scores [n_texts], what was fitted: {"direction"} for DiffMean, {"features"}
+    for sparse probes, {"C"} for probes). tokens: DiffMean from the token activations
+    (module docstring); None: from the pooled rows `raw`."""
     lab = labels[rows]
     y = lab == category
     if y.all() or not y.any():
         raise ValueError(f"category {category!r} needs train texts both inside and outside it")
-    if method == "diffmean":
-        return raw @ specialist_scores(raw[rows], list(lab), category), {}
+    if method in ("diffmean", "diffmean_mean"):
+        w = diffmean_direction(raw if tokens is None else tokens.means, labels, rows, category)
+        if tokens is None:
+            return raw @ w, {"direction": w}
+        return (tokens.max_projection(w) if method == "diffmean" else tokens.means @ w), {"direction": w}
     if method == "probe":
         m = fit_probe(raw[rows], y, C, seed)
         return m.decision_function(raw), {"C": float(m[-1].C)}
@@ -154,11 +204,19 @@ class Baselines:
     """The same test on the mean AUROC over categories."""
     settings: dict
     """pooling, C, ks, n_boot, alpha."""
+    vs_diffmean_mean: dict[str, dict | None] | None = None
+    """As vs_diffmean, against mean-pooled DiffMean (None without token activations)."""
+    overall_vs_diffmean_mean: dict | None = None
+    directions: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+    """DiffMean's direction per category, fitted on the train texts [d_model] (not in to_json:
+    save_directions / load_directions, for the steer stage)."""
 
-    def verdicts(self) -> dict[str, int]:
-        """How many categories' specialists are stronger than, tie with, or are weaker than DiffMean."""
+    def verdicts(self, against: str = "diffmean") -> dict[str, int]:
+        """How many categories' specialists are stronger than, tie with, or are weaker than
+        DiffMean (against 'diffmean': max-pooled, as the specialist; 'diffmean_mean': mean-pooled)."""
         out = {"stronger": 0, "no_difference": 0, "weaker": 0}
-        for t in self.vs_diffmean.values():
+        tests = self.vs_diffmean if against == "diffmean" else (self.vs_diffmean_mean or {})
+        for t in tests.values():
             if t is not None:
                 out[t["verdict"]] += 1
         return out
@@ -168,6 +226,8 @@ class Baselines:
             "scores": {c: {m: s.to_json() for m, s in ms.items()} for c, ms in self.scores.items()},
             "vs_diffmean": self.vs_diffmean,
             "overall_vs_diffmean": self.overall_vs_diffmean,
+            **({"vs_diffmean_mean": self.vs_diffmean_mean, "overall_vs_diffmean_mean": self.overall_vs_diffmean_mean}
+               if self.vs_diffmean_mean is not None else {}),
             "settings": self.settings,
         }
 
@@ -178,6 +238,8 @@ class Baselines:
             vs_diffmean=d["vs_diffmean"],
             overall_vs_diffmean=d["overall_vs_diffmean"],
             settings=d["settings"],
+            vs_diffmean_mean=d.get("vs_diffmean_mean"),
+            overall_vs_diffmean_mean=d.get("overall_vs_diffmean_mean"),
         )
 
     def metrics_json(self) -> dict:
@@ -185,6 +247,8 @@ class Baselines:
         return {
             "specialist_vs_diffmean": self.verdicts(),
             "overall_vs_diffmean": self.overall_vs_diffmean,
+            **({"specialist_vs_diffmean_mean": self.verdicts("diffmean_mean"), "overall_vs_diffmean_mean": self.overall_vs_diffmean_mean}
+               if self.vs_diffmean_mean is not None else {}),
             "heldout_auroc": {c: {m: {"heldout_auroc": rounded(s.heldout_auroc), **loro(s)} for m, s in ms.items()}
                               for c, ms in self.scores.items()},
         }
@@ -214,6 +278,7 @@ def supervised_baselines(
     C: float | None = PROBE_C,
     ks=SPARSE_KS,
     categories=CATEGORIES,
+    tokens: TokenActivations | None = None,
 ) -> Baselines:
     """DiffMean, the probe and the sparse probes of every category, fitted on the train
     texts; their held-out and (given registers) leave-one-register-out AUROC; the
@@ -221,7 +286,8 @@ def supervised_baselines(
 
     raw: [n_texts, d_model] pooled raw activations (pool_text_max); strength:
     [n_texts, d_sae] pooled SAE strengths (FeatureTable.per_text_max), the specialist's
-    input; specialists: specialist_statistics' result on the same texts."""
+    input; specialists: specialist_statistics' result on the same texts; tokens: the
+    raw activations per token, for DiffMean (None: DiffMean on the rows of raw)."""
     cats = list(categories)
     lab, sp = np.asarray(labels), np.asarray(splits)
     raw = _check("raw activations", raw, len(lab), "extract")
@@ -235,24 +301,41 @@ def supervised_baselines(
                          "delete the activations and re-run dvc repro (stage extract)")
     reg = np.asarray(registers) if registers is not None else None
     seed = int(rng.integers(2**31 - 1))  # cross-validation folds
-    methods = ["diffmean", "probe"] + [f"{SPARSE}{k}" for k in ks]
+    methods = ["diffmean"] + (["diffmean_mean"] if tokens is not None else []) + ["probe"] + [f"{SPARSE}{k}" for k in ks]
 
-    scores, dm_ho = {}, {}
+    scores, dm_ho, dmm_ho, directions = {}, {}, {}, {}
     for c in cats:
         scores[c] = {}
         for m in methods:
-            s, fitted = fit_scores(m, raw, strength, lab, train, c, C, seed)
+            s, fitted = fit_scores(m, raw, strength, lab, train, c, C, seed, tokens)
             if m == "diffmean":
-                dm_ho[c] = s[ho]
+                dm_ho[c], directions[c] = s[ho], fitted.pop("direction")
+            elif m == "diffmean_mean":
+                dmm_ho[c] = s[ho]
+                fitted.pop("direction")
             scores[c][m] = BaselineScore(
                 heldout_auroc=auroc(s[ho & (lab == c)], s[ho & (lab != c)]),
-                register_holdout=_register_holdout(m, raw, strength, lab, sp, reg, c, C, seed) if reg is not None else None,
+                register_holdout=_register_holdout(m, raw, strength, lab, sp, reg, c, C, seed, tokens) if reg is not None else None,
                 **fitted,
             )
 
     # the specialist against DiffMean, on the held-out texts
     lab_ho = lab[ho]
     spec_ho = {c: strength[ho, specialists[c].feature] for c in cats}
+    vs, overall = _versus(spec_ho, dm_ho, lab_ho, cats, rng, n_boot, alpha)
+    vs_mean = overall_mean = None
+    if dmm_ho:
+        vs_mean, overall_mean = _versus(spec_ho, dmm_ho, lab_ho, cats, rng, n_boot, alpha)
+    settings = {"pooling": "max over the text's kept tokens", "C": C if C is not None else "cv", "ks": [int(k) for k in ks],
+                "n_boot": int(n_boot), "alpha": alpha,
+                "diffmean": "token means per text" if tokens is not None else "one row per text"}
+    return Baselines(scores=scores, vs_diffmean=vs, overall_vs_diffmean=overall, settings=settings, directions=directions,
+                     vs_diffmean_mean=vs_mean, overall_vs_diffmean_mean=overall_mean)
+
+
+def _versus(spec_ho: dict, other_ho: dict, lab_ho: np.ndarray, cats: list[str], rng, n_boot: int, alpha: float):
+    """Per category and over all: stats.paired_auroc_test of the specialist's held-out strengths
+    against another method's held-out scores (per category None without texts on both sides)."""
     vs = {}
     for c in cats:
         if not (lab_ho == c).any() or (lab_ho == c).all():
@@ -262,17 +345,15 @@ def supervised_baselines(
         # two "categories", c and the rest, scored by s and -s: their mean AUROC is c's AUROC of s,
         # and the texts are resampled within c and within the rest
         two = lambda s: np.stack([s, -s], 1)  # noqa: E731
-        vs[c] = paired_auroc_test(two(spec_ho[c]), two(dm_ho[c]), binary, rng, n_boot, alpha, categories=(c, "not " + c))
+        vs[c] = paired_auroc_test(two(spec_ho[c]), two(other_ho[c]), binary, rng, n_boot, alpha, categories=(c, "not " + c))
     overall = None
     if all(v is not None for v in vs.values()):
-        overall = paired_auroc_test(np.stack([spec_ho[c] for c in cats], 1), np.stack([dm_ho[c] for c in cats], 1),
+        overall = paired_auroc_test(np.stack([spec_ho[c] for c in cats], 1), np.stack([other_ho[c] for c in cats], 1),
                                     lab_ho, rng, n_boot, alpha, categories=cats)
-    settings = {"pooling": "max over the text's kept tokens", "C": C if C is not None else "cv", "ks": [int(k) for k in ks],
-                "n_boot": int(n_boot), "alpha": alpha}
-    return Baselines(scores=scores, vs_diffmean=vs, overall_vs_diffmean=overall, settings=settings)
+    return vs, overall
 
 
-def _register_holdout(method, raw, strength, lab, sp, reg, c, C, seed) -> dict | None:
+def _register_holdout(method, raw, strength, lab, sp, reg, c, C, seed, tokens) -> dict | None:
     """stats.leave_one_register_out for one method and category."""
     by_reg = {}
     for r in sorted(set(reg[lab == c]) - {""}):
@@ -280,7 +361,7 @@ def _register_holdout(method, raw, strength, lab, sp, reg, c, C, seed) -> dict |
         rows = (sp == "train") & ~left_out
         if not (lab[rows] == c).any():
             continue
-        s, fitted = fit_scores(method, raw, strength, lab, rows, c, C, seed)
+        s, fitted = fit_scores(method, raw, strength, lab, rows, c, C, seed, tokens)
         neg = (sp == "heldout") & (lab != c)
         by_reg[r] = {"auroc": auroc(s[left_out], s[neg]), "n": int(left_out.sum()),
                      **({"features": fitted["features"]} if "features" in fitted else {})}
@@ -301,4 +382,29 @@ def hook_baselines(ft, raw_acts: np.ndarray, table, specialists: dict[str, Speci
         pool_text_max(raw_acts, table.text_index, n), ft.per_text_max(table.text_index, n),
         [t["category"] for t in table.texts], [t["split"] for t in table.texts], specialists, rng,
         cfg.n_bootstrap, cfg.alpha, registers=registers if any(registers) else None, C=C,
+        tokens=TokenActivations(raw_acts, table.text_index, n),
     )
+
+
+def save_directions(path, directions: dict[str, np.ndarray], hook: str) -> None:
+    """DiffMean's directions of one hook, one float32 tensor per category (safetensors, atomically;
+    activations.save_tensors: the same bytes on every run)."""
+    from pathlib import Path
+
+    import torch
+
+    from ..activations import save_tensors
+
+    save_tensors(Path(path), {c: torch.tensor(np.asarray(w), dtype=torch.float32) for c, w in sorted(directions.items())},
+                 {"hook": hook, "what": "DiffMean direction per category (analysis/baselines.py)"})
+
+
+def load_directions(path) -> dict[str, np.ndarray]:
+    """save_directions' file read back: {category: [d_model] float32}."""
+    from pathlib import Path
+
+    from safetensors.numpy import load_file
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} is missing: run dvc repro (stage analyze writes the DiffMean directions)")
+    return load_file(str(path))

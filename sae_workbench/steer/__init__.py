@@ -7,6 +7,7 @@
     ablation.py     specialists and frequency-matched controls ablated
     attribution.py  act x grad attribution of one text's output to the features
     judge.py        the independent text classifier that judges continuations
+    methods.py      the specialists beside DiffMean and prompting (causal LMs)
 
 The edits themselves (add, clamp, ablate, splice, zero) are `sae_workbench.edits`,
 below this package, since SAE fidelity splices through them too. Nothing is

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..edits import edit_hook, encode_feature, feature_edit
+from ..edits import direction_edit, edit_hook, encode_feature, feature_edit
 from ..kinds.causal_lm import LOGIT_CHUNK, final_residual, log_probs, next_token_logprobs, target_logprobs, token_logprobs
 from ..models import ModelHandle
 from ..analysis.stats import bootstrap_mean, paired_difference
@@ -49,9 +49,11 @@ def logprob_metric(handle, ids, mask, hooks) -> torch.Tensor:
     return token_logprobs(handle, ids, mask, hooks)[0].mean()
 
 
-def boosted_tokens(handle: ModelHandle, sae, feature: int, k: int) -> list[int]:
-    """The k vocabulary tokens whose logits d_i @ W_U raises most (direct path, final LayerNorm ignored)."""
-    logits = sae.W_dec[feature].detach().float() @ handle.model.W_U.detach().float()
+def boosted_tokens(handle: ModelHandle, sae, feature: int, k: int, direction: torch.Tensor | None = None) -> list[int]:
+    """The k vocabulary tokens whose logits d_i @ W_U raises most (direct path, final LayerNorm
+    ignored); direction: that of a steering vector instead of the feature's decoder row."""
+    d = sae.W_dec[feature] if direction is None else direction
+    logits = d.detach().float() @ handle.model.W_U.detach().float()
     return logits.topk(k).indices.tolist()
 
 
@@ -96,15 +98,22 @@ def steer_generation(
     mode: str = "add",
     top_tokens: int = 10,
     judge=None,
+    direction: torch.Tensor | None = None,
+    prefix: torch.Tensor | None = None,
 ) -> list[dict]:
     """One row per (coefficient, prompt): the greedy continuation with the
     edit at every non-BOS position and its measures (module docstring).
     All coefficients of one prompt run as one batch (a row per coefficient).
 
     prompts: token id tensors [1, pos] starting with BOS;
-    judge: continuations (list of str) -> P(category) per text, or None."""
+    judge: continuations (list of str) -> P(category) per text, or None;
+    direction: steer along this [d_model] vector instead (x + c * max_act * direction,
+    mode ignored: 'add'); prefix: token ids [1, k] generated after BOS and before the
+    prompt (prompting as a steering method). The steered pass (feature_activation,
+    boosted_mass) reads what was generated from, prefix included; the unsteered pass
+    (concept_score, nll) reads the bare prompt and the continuation."""
     model = handle.model
-    boosted = boosted_tokens(handle, sae, feature, top_tokens)
+    boosted = boosted_tokens(handle, sae, feature, top_tokens, direction)
     coefs = list(coefficients)
     rows = {}
 
@@ -117,21 +126,25 @@ def steer_generation(
 
     for p_i, ids in enumerate(prompts):
         p, b = ids.shape[1], len(coefs)
-        edit = feature_edit(sae, feature, mode, torch.tensor(coefs, dtype=torch.float32) * max_act)
+        values = torch.tensor(coefs, dtype=torch.float32) * max_act
+        edit = feature_edit(sae, feature, mode, values) if direction is None else direction_edit(direction, values)
         steer_hook = (hook, edit_hook(edit, skip_bos=True))
-        full = greedy_continuation(handle, ids.repeat(b, 1), max_new_tokens, [steer_hook])
+        start = ids if prefix is None else torch.cat([ids[:, :1], prefix, ids[:, 1:]], 1)
+        q = start.shape[1]
+        full_gen = greedy_continuation(handle, start.repeat(b, 1), max_new_tokens, [steer_hook])
+        gen = full_gen[:, q:]
+        full = torch.cat([ids.repeat(b, 1), gen], 1)
         steered, clean = {}, {}
-        resid = final_residual(handle, full, None, [steer_hook, (hook, grab(steered))])
+        resid = final_residual(handle, full_gen, None, [steer_hook, (hook, grab(steered))])
         clean_resid = final_residual(handle, full, None, [(hook, grab(clean))])
         n, d = full.shape[1] - p, resid.shape[-1]
-        r_steer = resid[:, p - 1 : -1].reshape(-1, d)
+        r_steer = resid[:, q - 1 : -1].reshape(-1, d)
         mass = torch.cat([log_probs(model, r_steer[a : a + LOGIT_CHUNK])[:, boosted].exp().sum(-1)
                           for a in range(0, r_steer.shape[0], LOGIT_CHUNK)]).reshape(b, n)
-        gen = full[:, p:]
         nlls = -target_logprobs(model, clean_resid[:, p - 1 : -1].reshape(-1, d), gen.reshape(-1)).reshape(b, n).mean(1)
         texts = [handle.tokenizer.decode(g) if handle.tokenizer is not None else None for g in gen]
         probs = judge(texts) if judge is not None and None not in texts else [float("nan")] * b
-        f_steer = encode_feature(sae, steered["x"][:, p:], feature).mean(1)
+        f_steer = encode_feature(sae, steered["x"][:, q:], feature).mean(1)
         f_clean = encode_feature(sae, clean["x"][:, p:], feature).mean(1)
         for r, coef in enumerate(coefs):
             rows[(r, p_i)] = {
@@ -195,15 +208,21 @@ def generation_study(
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
+    direction: torch.Tensor | None = None,
+    prefix: torch.Tensor | None = None,
 ) -> GenerationResult:
     """Causal-LM steering study: steer_generation's rows scored (fluency, combined)
     against the unsteered continuations, averaged per coefficient with intervals over
     prompts, each steered coefficient tested against unsteered, and the best one
-    (module docstring). max_ppl_ratio: fluency is 0 above this perplexity ratio to unsteered."""
-    run = lambda coefs, m: steer_generation(handle, sae, feature, hook, max_act, coefs, prompts, max_new_tokens, m, top_tokens, judge)
+    (module docstring). max_ppl_ratio: fluency is 0 above this perplexity ratio to unsteered.
+    direction, prefix: as steer_generation (with a prefix every coefficient, 0 included,
+    is steered: pass [0.0] to measure the prompt alone)."""
+    run = lambda coefs, m, pre: steer_generation(handle, sae, feature, hook, max_act, coefs, prompts, max_new_tokens, m, top_tokens,  # noqa: E731
+                                                 judge, direction, pre)
     coefs = list(coefficients)
-    rows = run(coefs, mode)
-    base = [r for r in rows if r["coefficient"] == 0] if mode == "add" and 0 in coefs else run([0.0], "add")
+    rows = run(coefs, mode, prefix)
+    plain_zero = prefix is None and (mode == "add" or direction is not None)
+    base = [r for r in rows if r["coefficient"] == 0] if plain_zero and 0 in coefs else run([0.0], "add", None)
     nll_ref, distinct_ref = float(np.mean([r["nll"] for r in base])), float(np.mean([r["distinct"] for r in base]))
     for r in {id(r): r for r in rows + base}.values():
         r["fluency"] = fluency(r["nll"], r["distinct"], nll_ref, distinct_ref, max_ppl_ratio)
@@ -222,7 +241,7 @@ def generation_study(
     rng = np.random.default_rng(seed)
     base_scores = [r["combined"] for r in sorted(base, key=lambda r: r["prompt"])]
     combined_ci = [bootstrap_mean([r["combined"] for r in by_coef[c]], rng, n_boot, alpha) for c in coefs]
-    steered = [c for c in coefs if c != 0 or mode == "clamp"]
+    steered = [c for c in coefs if c != 0 or not plain_zero]
     tested_alpha = alpha / max(1, len(steered))
     versus = {str(c): paired_difference([r["combined"] for r in by_coef[c]], base_scores, rng, n_boot, tested_alpha) for c in steered}
     best = max(steered, key=lambda c: (per[coefs.index(c)]["combined"], -abs(c))) if steered else None
@@ -231,7 +250,7 @@ def generation_study(
             f"coefficients (ties: smaller |coefficient|); it works when the paired bootstrap interval of its combined score minus "
             f"the unsteered one's, at alpha {alpha} / {len(steered)} coefficients, lies above 0")
     return GenerationResult(mode, coefs, col("feature_activation"), col("concept_score"), col("classifier_prob"), col("boosted_mass"),
-                            col("perplexity"), unsteered, boosted_tokens(handle, sae, feature, top_tokens), best, rule, rows,
+                            col("perplexity"), unsteered, boosted_tokens(handle, sae, feature, top_tokens, direction), best, rule, rows,
                             col("fluency"), col("combined"), combined_ci, versus, works)
 
 
@@ -243,6 +262,7 @@ class GenerationSteering(Steering):
     result_type = GenerationResult
     ablation_score = "mean log-probability of the actual next tokens"
     attribution_metric_name = "mean next-token log-prob"
+    compares_methods = True
 
     def steering_context(self, handle, texts, cfg, max_tokens):
         tok = tokenizer(handle, max_tokens)
@@ -250,10 +270,15 @@ class GenerationSteering(Steering):
         return SteeringContext(tokenize=tok, held=[t for t in texts if t.split == "heldout"], prompts=prompts,
                                classifier=fit_classifier(texts))
 
-    def sweep(self, handle, sae, feature, hook, max_act, coefs, ctx, category, mode, cfg):
-        judge = None
+    @staticmethod
+    def judge(ctx, category):
+        """texts -> the classifier's concept score for `category`, or None without one."""
         if ctx.classifier is not None and category in ctx.classifier.categories:
-            judge = lambda texts: ctx.classifier.proba(texts, category)
+            return lambda texts: ctx.classifier.proba(texts, category)
+        return None
+
+    def sweep(self, handle, sae, feature, hook, max_act, coefs, ctx, category, mode, cfg):
+        judge = self.judge(ctx, category)
         return generation_study(handle, sae, feature, hook, max_act, coefs, ctx.prompts, cfg.max_new_tokens, mode,
                                 cfg.max_ppl_ratio, cfg.top_tokens, judge, ctx.n_boot, ctx.alpha, ctx.seed)
 
@@ -286,3 +311,16 @@ class GenerationSteering(Steering):
 
     def attribution_metric(self, ctx, category):
         return logprob_metric, self.attribution_metric_name
+
+    def compare_methods(self, handle, sae, specs, directions, ctx, cfg, sae_results, max_tokens):
+        from .methods import compare_methods, prefix_ids
+
+        coefs = sorted(cfg.coefficients)
+
+        def one(feature, max_act, category, direction=None, prefix=None, coefficients=None):
+            return generation_study(handle, sae, feature, cfg.hook, max_act, coefs if coefficients is None else coefficients, ctx.prompts,
+                                    cfg.max_new_tokens, "add", cfg.max_ppl_ratio, cfg.top_tokens, self.judge(ctx, category), ctx.n_boot,
+                                    ctx.alpha, ctx.seed, direction, prefix)
+
+        return compare_methods(one, sae, specs, directions, sae_results, cfg, np.random.default_rng(ctx.seed), ctx.n_boot, ctx.alpha,
+                               lambda c: prefix_ids(handle, cfg.prompt_prefixes[c], max_tokens))

@@ -13,6 +13,8 @@ names which of STEERING applies.
 - steering sweep of cfg.coefficients (x the feature's max activation) in
   cfg.mode (and the other mode too if cfg.both_modes), every other category's
   specialist too if cfg.all_specialists;
+- every specialist beside its category's DiffMean direction and a prompt naming the
+  concept (`steer.methods`, causal LMs, cfg.compare_methods, given the directions);
 - ablation of every category's specialist and of a frequency-matched random control;
 - act x grad attribution of one text's output metric to the SAE features.
 Returns a SteerStudy.
@@ -69,6 +71,8 @@ class SteerStudy:
     per_feature_metrics: dict | None = None
     ablation: dict | None = None
     """Specialists and frequency-matched controls ablated (steer.ablation)."""
+    methods: dict | None = None
+    """Per category: the specialist, DiffMean and a prompt steering side by side (steer.methods)."""
 
     @property
     def attribution_specialist_rank(self) -> int:
@@ -84,12 +88,14 @@ class SteerStudy:
             out["per_feature"] = self.per_feature
         if self.ablation is not None:
             out["ablation"] = self.ablation
+        if self.methods is not None:
+            out["methods"] = self.methods
         out["attribution"] = self.attribution
         return rounded(out)
 
     RESULT_KEYS = ("hook", "category", "feature", "max_act", "mode", "coefficients", "best_coefficient", "best_rule", "sweeps",
-                   "per_feature", "ablation", "attribution")
-    METRICS_KEYS = ("feature", "mode", "best_coefficient", "per_feature", "ablation", "attribution_specialist_rank")
+                   "per_feature", "ablation", "methods", "attribution")
+    METRICS_KEYS = ("feature", "mode", "best_coefficient", "per_feature", "ablation", "methods", "attribution_specialist_rank")
 
     @classmethod
     def from_json(cls, d: dict, metrics: dict) -> SteerStudy:
@@ -102,6 +108,7 @@ class SteerStudy:
             best_coefficient=d["best_coefficient"], best_rule=d["best_rule"],
             sweeps={m: sweep_from_json(s) for m, s in d["sweeps"].items()}, attribution=d["attribution"],
             per_feature=d.get("per_feature"), per_feature_metrics=metrics.get("per_feature"), ablation=d.get("ablation"),
+            methods=d.get("methods"),
         )
 
     @classmethod
@@ -118,6 +125,15 @@ class SteerStudy:
                                        "ci_high": r["specialist_vs_control"]["ci_high"], "verdict": r["specialist_vs_control"]["verdict"]}
                                       if "specialist_vs_control" in r else {})}
                                for c, r in self.ablation["categories"].items()}
+        if self.methods is not None:
+            from .methods import method_tally
+
+            out["methods"] = {"tally": method_tally(self.methods),
+                              **{c: {m: {"best_coefficient": r[m]["best_coefficient"], "combined": r[m]["best_combined"]["mean"],
+                                         "works": r[m]["works"]} for m in ("sae", "diffmean", "prompt")}
+                                 | {f"{b}_vs_sae": {k: r[f"{b}_vs_sae"][k] for k in ("diff", "ci_low", "ci_high", "verdict")}
+                                    for b in ("diffmean", "prompt")}
+                                 for c, r in self.methods.items()}}
         out["attribution_specialist_rank"] = self.attribution_specialist_rank
         return rounded(out)
 
@@ -131,9 +147,11 @@ def sweep_from_json(d: dict):
 
 
 def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: ModelKind, features_path: str | Path, seed: int,
-                max_tokens: int, n_boot: int = 1000, alpha: float = 0.05) -> SteerStudy:
+                max_tokens: int, n_boot: int = 1000, alpha: float = 0.05, directions: dict | None = None) -> SteerStudy:
     """The study (module docstring); specs: the hook's specialists (HookAnalysis.specialists);
-    n_boot, alpha: the bootstrap intervals and tests (params: analysis.n_bootstrap, analysis.alpha)."""
+    n_boot, alpha: the bootstrap intervals and tests (params: analysis.n_bootstrap, analysis.alpha);
+    directions: DiffMean's direction per category at cfg.hook (analysis.baselines.load_directions),
+    None: no comparison of methods."""
     if cfg.category not in specs:
         raise ValueError(f"the analysis of {cfg.hook} has no {cfg.category} specialist: re-run dvc repro")
     feature, max_act = specs[cfg.category].feature, float(specs[cfg.category].max_act or 0)
@@ -151,7 +169,8 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: M
               for m in tqdm(modes, desc=f"steer {cfg.category} feature {feature}", unit="mode")}
     g = sweeps[cfg.mode]
     res_fields, met_fields = steering.headline(g, coefs, ctx, cfg.category, cfg)
-    per_feature = per_feature_metrics = abl_result = None
+    per_feature = per_feature_metrics = abl_result = methods = None
+    add_sweeps = {cfg.category: sweeps["add"]} if "add" in sweeps else {}
 
     def judged(r):
         """Slope of the independent classifier's P(category) over coefficients, and the test of the best
@@ -171,8 +190,15 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: M
             if m <= 0:
                 continue
             r = g if c == cfg.category else steering.sweep(handle, sae, f, cfg.hook, m, coefs, ctx, c, cfg.mode, cfg)
+            if cfg.mode == "add":
+                add_sweeps[c] = r
             per_feature[c] = {"feature": f, "max_act": m, "significant": specs[c].significant, **asdict(r)}
             per_feature_metrics[c] = {"feature": f, "slope": slope(coefs, steering.curve(r, c)), **judged(r), "best_coefficient": r.best_coefficient}
+
+    # the specialists beside DiffMean and a prompt naming the concept
+    if cfg.compare_methods and directions is not None:
+        methods = steering.compare_methods(handle, sae, {c: specs[c] for c in CATEGORIES if c in specs}, directions, ctx, cfg,
+                                           add_sweeps, max_tokens)
 
     # ablation: every specialist of the hook, and a frequency-matched random control
     labels = [t.category for t in held]
@@ -210,4 +236,5 @@ def steer_study(handle, sae, specs: dict, texts: list, cfg: SteerConfig, kind: M
         hook=cfg.hook, category=cfg.category, feature=feature, max_act=max_act, mode=cfg.mode, coefficients=coefs,
         headline=res_fields, headline_metrics=met_fields, best_coefficient=g.best_coefficient, best_rule=g.best_rule,
         sweeps=sweeps, attribution=att, per_feature=per_feature, per_feature_metrics=per_feature_metrics, ablation=abl_result,
+        methods=methods,
     )

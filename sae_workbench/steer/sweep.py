@@ -81,6 +81,8 @@ class Steering:
     ablation_accuracy: bool = False
     """Whether a score > 0 means 'classified as its own category' (ablation accuracy reported)."""
     attribution_metric_name: str = ""
+    compares_methods: bool = False
+    """Whether compare_methods steers the specialists beside DiffMean and prompting."""
 
     def steering_context(self, handle: ModelHandle, texts: list, cfg: SteerConfig, max_tokens: int) -> SteeringContext:
         raise NotImplementedError
@@ -105,3 +107,9 @@ class Steering:
     def attribution_metric(self, ctx: SteeringContext, category: str):
         """(metric for attribution.feature_attribution, its name)."""
         raise NotImplementedError
+
+    def compare_methods(self, handle, sae, specs: dict, directions: dict, ctx: SteeringContext, cfg: SteerConfig,
+                        sae_results: dict, max_tokens: int) -> dict | None:
+        """The specialists beside DiffMean and prompting (`steer.methods`), or None where the
+        kind has no such comparison. sae_results: the specialists' add-mode sweeps already run."""
+        return None

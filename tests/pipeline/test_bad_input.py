@@ -167,7 +167,7 @@ def test_corrupt_activation_and_sae_files(tmp_path, case, corrupt, message):
 def test_truncated_metrics_file_names_it(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["hooks"], params["steer"]["hook"] = [HOOK], HOOK
-    params["sae"]["seed_hooks"], params["control"]["hook"] = [], ""
+    params["sae"]["seed_hooks"], params["control"]["hook"], params["explain"]["hook"] = [], "", ""
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     m = tmp_path / "metrics" / f"{HOOK}.json"
     m.parent.mkdir()
@@ -219,7 +219,7 @@ def test_missing_executed_chapter_fails_and_keeps_the_previous_report(tmp_path):
     (report / "executed").mkdir(parents=True)
     shutil.copy(ROOT / "report" / "_quarto.yml", report / "_quarto.yml")
     hooks = yaml.safe_load((ROOT / "params.yaml").read_text())["hooks"]
-    names = ["abstract", "methods", "training", *[f"hook-{h}" for h in hooks], "compare", "steering", "discussion"]
+    names = ["abstract", "methods", "training", *[f"hook-{h}" for h in hooks], "compare", "steering", "explain", "discussion"]
     for n in names:
         if n != "steering":
             nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {n}\n\ntext")]), report / "executed" / f"{n}.ipynb")

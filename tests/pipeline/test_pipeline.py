@@ -25,6 +25,7 @@ TINY = {
             "fidelity_texts": 8, "checkpoint_every": 20, "seeds": 2, "seed_hooks": ["blocks.2.hook_resid_pre"]},
     "steer": {"hook": "blocks.2.hook_resid_pre", "coefficients": [-2.0, 0.0, 2.0, 4.0], "n_texts": 10},
     "control": {"hook": "blocks.2.hook_resid_pre", "corpus_texts": 60},
+    "explain": {"hook": "blocks.2.hook_resid_pre", "n_random": 3, "n_examples": 4, "n_score": 3, "window": 12, "max_explanation_tokens": 10},
 }
 SAE_KEYS = {"l0", "explained_variance", "mse", "dead_frac", "dense_frac", "d_sae", "eval_tokens", "fidelity", "architecture"}
 ANALYSIS_KEYS = {

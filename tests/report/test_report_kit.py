@@ -113,7 +113,7 @@ def _code(notebook: Path) -> str:
 
 def test_chapters_read_typed_outputs_only_through_outputs():
     notebooks = sorted((ROOT / "report").glob("*.ipynb"))
-    assert len(notebooks) == 7
+    assert len(notebooks) == 8
     read_call = re.compile(r"""\bread\(\s*f?["']([^"']*)""")
     for nb in notebooks:
         paths = read_call.findall(_code(nb))

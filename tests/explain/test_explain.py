@@ -1,0 +1,236 @@
+"""sae_workbench/explain: contexts around where a feature fires, quantile-band sampling,
+the answer cache, the scorers on inputs built to fool them (planted nulls and degenerate
+explanations must score at chance, a planted match well above it), the study's controls
+and its typed result, with the real all-MiniLM-L6-v2 and the real Gemma 3 270M judge."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sae_workbench.activations import TokenTable, kept_index
+from sae_workbench.config import ExplainConfig
+from sae_workbench.explain import scoring
+from sae_workbench.explain.contexts import Context, explainer_examples, quantile_sample, text_contexts, top_tokens
+from sae_workbench.explain.llm import Cached, EndpointLM, LocalLM, first_line
+from sae_workbench.explain.study import CONDITIONS, SCORERS, ExplainStudy, choose_features, derangement, explain_study
+from sae_workbench.features import FeatureTable
+
+from helpers import _texts
+
+WORDS = "the a of to in and is was for on with as by at from this that it be are".split()
+
+
+def _table(n_texts=40, seed=0):
+    """Texts of 8-30 word tokens, half train half held-out; feature 0 fires on the word 'cat'
+    (strength 1 + its position / 10), feature 1 on every 'dog', feature 2 never."""
+    rng = np.random.default_rng(seed)
+    texts = []
+    for i in range(n_texts):
+        n = int(rng.integers(8, 30))
+        toks = ["<bos>"] + [" " + str(rng.choice(WORDS + (["cat"] if i % 2 else []) + (["dog"] if i % 3 == 0 else []))) for _ in range(n)]
+        texts.append({"id": f"t{i}", "category": "python" if i % 2 else "math", "split": "train" if i % 4 < 2 else "heldout",
+                      "tokens": toks, "special": [1] + [0] * n})
+    ti, pos = kept_index(texts)
+    table = TokenTable(texts=texts, text_index=ti, position=pos)
+    rows, feats, vals = [], [], []
+    for r, (t, p) in enumerate(zip(ti, pos)):
+        tok = texts[t]["tokens"][p].strip()
+        if tok == "cat":
+            rows.append(r), feats.append(0), vals.append(1.0 + p / 10)
+        if tok == "dog":
+            rows.append(r), feats.append(1), vals.append(2.0)
+    ft = FeatureTable(np.array(rows, dtype=np.int64), np.array(feats, dtype=np.int64), np.array(vals, dtype=np.float32), len(ti), 3)
+    return table, ft
+
+
+def test_contexts_are_windows_around_the_strongest_token_of_each_text():
+    table, ft = _table()
+    ctx = text_contexts(ft.feature_values(0), table, window=6)
+    assert [c.text for c in ctx] == list(range(len(table.texts)))
+    for c in ctx:
+        toks = table.texts[c.text]["tokens"][1:]
+        assert len(c.tokens) == min(6, len(toks)) and "".join(c.tokens) in "".join(toks)
+        if c.text % 2:  # texts that may hold 'cat'
+            vals = [1.0 + p / 10 for p, t in enumerate(table.texts[c.text]["tokens"]) if t.strip() == "cat"]
+            assert c.max_act == pytest.approx(max(vals, default=0.0))
+            if vals:
+                assert c.tokens[int(np.argmax(c.acts))].strip() == "cat" and "<<cat>>" in c.marked()
+        else:
+            assert c.max_act == 0 and "<<" not in c.marked()
+    assert top_tokens(ctx) == ["cat"]
+    assert all(c.max_act == 0 for c in text_contexts(ft.feature_values(2), table, 6))
+
+
+def test_quantile_sampling_spreads_over_the_range_and_the_explainer_sees_the_top():
+    rng = np.random.default_rng(0)
+    ctx = [Context(text=i, split="train", category="x", tokens=["a"], acts=[float(i)]) for i in range(1, 101)]
+    pick = quantile_sample(ctx, 10, rng)
+    acts = sorted(c.max_act for c in pick)
+    assert len(pick) == 10 and len({c.text for c in pick}) == 10
+    assert acts[0] <= 20 and acts[-1] >= 81  # every band of 20 has its two
+    assert all(sum(lo < a <= lo + 20 for a in acts) == 2 for lo in range(0, 100, 20))
+    ex = explainer_examples(ctx, 12, rng)
+    assert [c.max_act for c in ex[:6]] == [100, 99, 98, 97, 96, 95] and len(ex) == 12 and len({c.text for c in ex}) == 12
+    assert quantile_sample(ctx[:3], 10, rng) == sorted(ctx[:3], key=lambda c: -c.max_act)
+
+
+def test_the_cache_answers_repeated_calls_and_survives_a_cut_line(tmp_path):
+    class Counting:
+        ident = "counting"
+
+        def __init__(self):
+            self.n = 0
+
+        def complete(self, prompt, max_tokens):
+            self.n += 1
+            return f"answer to {prompt}"
+
+        def yes_no(self, prompts, prefix=None):
+            self.n += len(prompts)
+            return [float(len(p)) for p in prompts]
+
+    inner = Counting()
+    c = Cached(inner, tmp_path / "cache.jsonl")
+    assert c.complete("x", 5) == "answer to x" and c.yes_no(["ab", "abc"]) == [2.0, 3.0]
+    assert c.complete("x", 5) == "answer to x" and c.yes_no(["abc", "abcd"]) == [3.0, 4.0]
+    assert inner.n == 4 and c.hits == 2 and c.calls == 6
+    with open(tmp_path / "cache.jsonl", "a") as f:
+        f.write('{"k": "cut')  # an interrupted run's last line
+    again = Cached(Counting(), tmp_path / "cache.jsonl")
+    assert again.complete("x", 5) == "answer to x" and again.yes_no(["ab", "abcd"]) == [2.0, 4.0] and again.llm.n == 0
+    assert Cached(Counting(), tmp_path / "other.jsonl").complete("x", 6) and first_line("\n\n  one \ntwo") == "one"
+
+
+def test_an_endpoint_that_does_not_answer_is_one_line():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    llm = EndpointLM(f"http://127.0.0.1:{port}/v1", "m", timeout=5)
+    with pytest.raises(RuntimeError, match=r"did not answer .*explain.endpoint: ''") as e:
+        llm.complete("hi", 3)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="NO_SUCH_KEY_VAR"):
+        EndpointLM("http://127.0.0.1:1/v1", "m", "NO_SUCH_KEY_VAR")
+    for bad, key in ((dict(endpoint="ftp://x"), "explain.endpoint"), (dict(endpoint="http://x/v1"), "explain.endpoint_model"),
+                     (dict(api_key_env="MY KEY"), "explain.api_key_env"), (dict(n_score=1), "explain.n_score")):
+        with pytest.raises(ValueError, match=key):
+            ExplainConfig(**bad)
+
+
+def _category_contexts(category, n, split="heldout"):
+    out = []
+    for t in [t for t in _texts() if t.category == category and t.split == split][:n]:
+        words = t.text.split()[:30]
+        out.append(Context(text=0, split=split, category=category, tokens=[" " + w for w in words], acts=[1.0] + [0.0] * (len(words) - 1)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def embed():
+    from sae_workbench.config import load_params
+    from sae_workbench.kinds.encoder import pooled_embeddings
+    from sae_workbench.models import load_model
+
+    from helpers import ROOT
+
+    h = load_model(load_params(ROOT / "params.yaml").profiles["minilm"])
+    return scoring.memo_embed(lambda texts: pooled_embeddings(h, [h.tokenize(t, 128) for t in texts]).numpy())
+
+
+def test_the_embedding_scorer_finds_a_match_and_not_a_planted_null(embed):
+    py, fr = _category_contexts("python", 10), _category_contexts("non_english", 10)
+    assert scoring.embedding(embed, "Python source code: functions, imports and variables", py, fr)["auroc"] >= 0.9
+    # planted null: activating and non-activating contexts drawn from one pool, split at random
+    pool = _category_contexts("formal", 10) + _category_contexts("conversational", 10)
+    rng = np.random.default_rng(0)
+    aucs = []
+    for _ in range(20):
+        p = rng.permutation(len(pool))
+        aucs.append(scoring.embedding(embed, "formal official announcements", [pool[i] for i in p[:10]], [pool[i] for i in p[10:]])["auroc"])
+    assert abs(np.mean(aucs) - 0.5) < 0.08
+    # a degenerate explanation does not separate the matched contexts either
+    assert abs(scoring.embedding(embed, "the the the the", py, fr)["auroc"] - 0.5) < 0.35
+
+
+@pytest.mark.slow  # the real Gemma 3 270M as judge
+def test_the_gemma_judge_on_a_match_a_planted_null_and_a_degenerate_explanation(gemma):
+    llm = LocalLM(gemma)
+    py, fr = _category_contexts("python", 10), _category_contexts("non_english", 10)
+    match = scoring.detection(llm, "Python source code", py, fr)
+    assert match["n_pos"] == 10 and match["n_neg"] == 10 and match["auroc"] >= 0.75, match
+    # the shared start run once (key-value cache) gives the answers of each prompt run whole
+    prompts = [scoring.DETECTION_PROMPT.format(explanation="Python source code", text=scoring._one_line(c.plain())) for c in py[:3] + fr[:3]]
+    shared = scoring._shared(prompts)
+    assert shared.endswith("Explanation: Python source code\n")
+    np.testing.assert_allclose(llm.yes_no(prompts, shared), llm.yes_no(prompts), atol=2e-3)
+    pool = py[:5] + fr[:5] + _category_contexts("math", 5) + _category_contexts("social", 5)
+    rng = np.random.default_rng(0)
+    aucs = []
+    for _ in range(6):
+        p = rng.permutation(len(pool))
+        aucs.append(scoring.detection(llm, "Python source code", [pool[i] for i in p[:10]], [pool[i] for i in p[10:]])["auroc"])
+    assert abs(np.mean(aucs) - 0.5) < 0.15, aucs
+    fz = scoring.fuzzing(llm, "the word 'def'", py, np.random.default_rng(0))
+    assert fz["n_pos"] == fz["n_neg"] == 10 and 0 <= fz["auroc"] <= 1
+    text = scoring.explain(llm, py[:6], 16)
+    assert text and "\n" not in text and len(text) <= 200
+
+
+def test_the_study_explains_scores_and_controls_and_reads_back(embed):
+    """A study on the synthetic table with a judge that reads: Yes when the explanation's first
+    word is in the text. The 'cat' feature's explanation starts with cat; its shuffled control
+    is the 'dog' feature's. The scores must say the explanation beats its shuffled control."""
+    table, ft = _table(80)
+    from sae_workbench.analysis.results import Specialist
+
+    class Reader:
+        ident = "reader"
+
+        def complete(self, prompt, max_tokens):
+            block = prompt.rsplit("Texts:\n", 1)[1]
+            return "cat words" if "<<cat>>" in block else "dog words" if "<<dog>>" in block else "nothing"
+
+        def yes_no(self, prompts, prefix=None):
+            out = []
+            for p in prompts:
+                expl = p.rsplit("Explanation: ", 1)[1].split("\n", 1)[0]
+                text = p.rsplit("Text: ", 1)[1].split("\n", 1)[0]
+                first = expl.split('"')[1] if '"' in expl else expl.split()[0]  # a quoted token, else the first word
+                hit = f"<<{first}>>" in text if "<<" in text else first in text.split()
+                out.append(3.0 if hit else -3.0)
+            return out
+
+    spec = {"python": Specialist(feature=0, train_score=1, train_auroc=1, heldout_score=1, mean_in_heldout=1)}
+    cfg = ExplainConfig(hook="blocks.1.hook_resid_post", n_random=5, n_examples=6, n_score=6, window=8)
+    study = explain_study(ft, table, spec, Reader(), embed, cfg, np.random.default_rng(0), cfg.hook, n_boot=200)
+    by = study.by_feature()
+    assert set(by) == {0, 1} and by[0].role == "specialist" and by[0].categories == ["python"] and by[1].role == "sample"
+    assert by[0].explanation == "cat words" and by[1].explanation == "dog words" and by[0].top_tokens == ["cat"]
+    assert by[0].shuffled_from == 1 and by[1].shuffled_from == 0
+    for f in (0, 1):
+        assert by[f].auroc("detection") == 1.0 and by[f].auroc("detection", "shuffled") < 0.75
+        assert by[f].auroc("fuzzing") == 1.0 and by[f].auroc("detection", "top_tokens") == 1.0
+    assert set(study.summary) == set(SCORERS) and set(study.summary["detection"]["mean"]) == set(CONDITIONS)
+    text = json.dumps(study.to_json())
+    back = ExplainStudy.from_json(json.loads(text))
+    assert json.dumps(back.to_json()) == text and back.metrics_json() == study.metrics_json()
+    assert study.metrics_json()["detection"]["explanation"] == 1.0
+
+
+def test_feature_choice_and_derangement():
+    from sae_workbench.analysis.results import Specialist
+
+    rng = np.random.default_rng(0)
+    n_train, n_held = np.array([5, 5, 1, 5, 5, 5]), np.array([3, 3, 3, 0, 3, 3])
+    spec = {c: Specialist(feature=f, train_score=1, train_auroc=1, heldout_score=1, mean_in_heldout=1)
+            for c, f in (("python", 0), ("math", 0), ("urls", 2))}
+    chosen = choose_features(spec, n_train, n_held, 2, rng)
+    assert chosen[0] == (0, "specialist", ["python", "math"]) and len(chosen) == 3
+    assert {f for f, r, _ in chosen[1:]} <= {1, 4, 5} and all(r == "sample" for _, r, _ in chosen[1:])
+    for n in (2, 3, 10):
+        p = derangement(n, rng)
+        assert sorted(p) == list(range(n)) and not (p == np.arange(n)).any()
