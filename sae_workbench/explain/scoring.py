@@ -97,7 +97,13 @@ def top_tokens_explanation(tokens: list[str]) -> str:
 def _auroc_and_accuracy(pos: list[float], neg: list[float]) -> dict:
     p, n = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
     bal = 0.5 * ((p > 0).mean() + (n <= 0).mean()) if len(p) and len(n) else float("nan")
-    return {"auroc": auroc(p, n), "balanced_accuracy": float(bal), "n_pos": int(len(p)), "n_neg": int(len(n))}
+    return {"auroc": _finite_or_none(auroc(p, n)), "balanced_accuracy": _finite_or_none(bal), "n_pos": int(len(p)), "n_neg": int(len(n))}
+
+
+def _finite_or_none(x) -> float | None:
+    """JSON has no NaN: a score that cannot be computed (no context on one side) is None."""
+    x = float(x)
+    return x if np.isfinite(x) else None
 
 
 def detection(llm, explanation: str, pos: list[Context], neg: list[Context]) -> dict:
@@ -144,4 +150,4 @@ def embedding(embed, explanation: str, pos: list[Context], neg: list[Context]) -
     wrap it in memo_embed when contexts repeat)."""
     e = np.asarray(embed([explanation] + [_one_line(c.plain()) for c in pos + neg]), dtype=float)
     sim = e[1:] @ e[0]
-    return {"auroc": auroc(sim[: len(pos)], sim[len(pos):]), "n_pos": len(pos), "n_neg": len(neg)}
+    return {"auroc": _finite_or_none(auroc(sim[: len(pos)], sim[len(pos):])), "n_pos": len(pos), "n_neg": len(neg)}

@@ -56,7 +56,9 @@ class FeatureExplanation:
     """scores[scorer][condition] = {"auroc", ...} (scoring's dicts)."""
 
     def auroc(self, scorer: str, condition: str = "explanation") -> float:
-        return float(self.scores[scorer][condition]["auroc"])
+        """NaN where it could not be computed (stored as None: no context on one side)."""
+        v = self.scores[scorer][condition]["auroc"]
+        return float("nan") if v is None else float(v)
 
 
 @dataclass
@@ -173,7 +175,7 @@ def summarize(feats: list[FeatureExplanation], rng: np.random.Generator, n_boot:
     features) and explanation minus each control, paired over the same features."""
     out = {}
     for s in SCORERS:
-        rows = [f for f in feats if all(np.isfinite(f.scores[s][c]["auroc"]) for c in CONDITIONS)]
+        rows = [f for f in feats if all(np.isfinite(f.auroc(s, c)) for c in CONDITIONS)]
         if len(rows) < 2:
             continue
         vals = {c: [f.auroc(s, c) for f in rows] for c in CONDITIONS}

@@ -234,3 +234,14 @@ def test_feature_choice_and_derangement():
     for n in (2, 3, 10):
         p = derangement(n, rng)
         assert sorted(p) == list(range(n)) and not (p == np.arange(n)).any()
+
+
+def test_a_score_without_contexts_on_one_side_is_none_and_the_study_still_writes_json():
+    ctx = _category_contexts("python", 3)
+    d = scoring._auroc_and_accuracy([1.0, 2.0], [])
+    assert d["auroc"] is None and d["balanced_accuracy"] is None and json.dumps(d)
+    from sae_workbench.explain.study import FeatureExplanation
+
+    fe = FeatureExplanation(feature=1, role="sample", categories=[], explanation="x", top_tokens=[], examples=[], n_train_active=3,
+                            n_heldout_active=len(ctx), shuffled_from=2, scores={"detection": {"explanation": d}})
+    assert np.isnan(fe.auroc("detection"))
