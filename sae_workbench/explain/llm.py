@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import urllib.error
 import urllib.request
@@ -230,7 +229,3 @@ def make_llm(cfg, profiles: dict) -> Cached:
     from ..models import load_model
 
     return Cached(LocalLM(load_model(profiles[cfg.explainer])))
-
-
-def finite(x: float) -> float:
-    return x if math.isfinite(x) else 0.0
