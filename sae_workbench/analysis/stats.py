@@ -262,11 +262,20 @@ def paired_auroc_test(sa: np.ndarray, sb: np.ndarray, labels, rng: np.random.Gen
         idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
         Yb = _onehot(lab[idx], cats)
         boot[b] = mean_auc(sa[idx], Yb) - mean_auc(sb[idx], Yb)
+    interval, verdict = _bootstrap_verdict(boot, alpha, ("stronger", "weaker"))
+    return {"auroc_diff": float(observed), **interval, "n_texts": int(len(lab)), "n_boot": int(n_boot), "verdict": verdict}
+
+
+def _bootstrap_verdict(boot: np.ndarray, alpha: float, words: tuple[str, str]) -> tuple[dict, str]:
+    """The shared tail of the paired tests, from the bootstrap replicates of a
+    difference: its (1 - alpha) percentile interval, the two-sided p-value
+    2 min(P(d* <= 0), P(d* >= 0)), and the verdict words[0] if the interval lies
+    above 0, words[1] if below, else 'no_difference'. Returns
+    ({ci_low, ci_high, p_value, alpha}, verdict)."""
     lo, hi = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     p = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))
-    verdict = "stronger" if lo > 0 else "weaker" if hi < 0 else "no_difference"
-    return {"auroc_diff": float(observed), "ci_low": float(lo), "ci_high": float(hi), "p_value": p, "alpha": alpha,
-            "n_texts": int(len(lab)), "n_boot": int(n_boot), "verdict": verdict}
+    verdict = words[0] if lo > 0 else words[1] if hi < 0 else "no_difference"
+    return {"ci_low": float(lo), "ci_high": float(hi), "p_value": p, "alpha": alpha}, verdict
 
 
 # ---------------------------------------------------------------- means over prompts or texts
@@ -293,11 +302,8 @@ def paired_difference(a, b, rng: np.random.Generator, n_boot: int = 1000, alpha:
         raise ValueError(f"paired_difference needs two equally long non-empty samples, got {len(a)} and {len(b)}")
     d = a - b
     boot = d[rng.integers(len(d), size=(n_boot, len(d)))].mean(1)
-    lo, hi = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    p = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))
-    verdict = "higher" if lo > 0 else "lower" if hi < 0 else "no_difference"
-    return {"diff": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi), "p_value": p, "alpha": alpha,
-            "n": int(len(d)), "n_boot": int(n_boot), "verdict": verdict}
+    interval, verdict = _bootstrap_verdict(boot, alpha, ("higher", "lower"))
+    return {"diff": float(d.mean()), **interval, "n": int(len(d)), "n_boot": int(n_boot), "verdict": verdict}
 
 
 # ---------------------------------------------------------------- seed-to-seed stability
