@@ -10,13 +10,12 @@ import pytest
 from sae_workbench.activations import TokenTable
 from sae_workbench.browser.pages import (
     AFTER, BEFORE, N_BANDS, N_TOP, PER_BAND, Context, FeaturePage, cofiring_neighbours, decoder_neighbours,
-    feature_pages, selectivity,
+    feature_pages, seed_matches, selectivity,
 )
 from sae_workbench.browser.site import SHARD, read_index, read_page, write_site
 from sae_workbench.config import CATEGORIES
 from sae_workbench.features import FeatureTable
 
-from helpers import _planted_table
 
 
 def planted_site_inputs(seed=0, n_texts_per_cat=6, tokens=40):
@@ -144,3 +143,15 @@ def test_the_site_reads_back_through_its_types_and_no_text_closes_a_script(site)
     assert "blocks.0.hook_resid_post" in page and "__HOOK__" not in page
     assert not any(s in (out / n).read_text(encoding="utf-8") for n in ("index.html", "feature.html", "browser.js", "browser.css")
                    for s in ('src="http', 'href="http', "url(http", "@import", "fonts.googleapis", "cdn."))
+
+
+def test_seed_match_finds_a_feature_in_a_permuted_seed_and_pages_carry_it():
+    ft, table, W_dec = planted_site_inputs(seed=2)
+    perm = np.random.default_rng(0).permutation(40)
+    other = W_dec[perm] * 3.0  # the same directions, reordered and rescaled
+    cos, idx = seed_matches(W_dec, {1: other})[1]
+    assert np.array_equal(perm[idx], np.arange(40)) and np.allclose(cos, 1.0, atol=1e-5)
+    pages, _ = feature_pages(ft, table, W_dec, np.random.default_rng(0), seeds={1: other, 2: -W_dec})
+    p = pages[0]
+    assert p.seed_match[0] == {"seed": 1, "feature": int(np.flatnonzero(perm == p.feature)[0]), "cosine": 1.0}
+    assert p.seed_match[1]["seed"] == 2 and p.seed_match[1]["cosine"] < 1.0
