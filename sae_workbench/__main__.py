@@ -28,7 +28,7 @@ def serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hooks", nargs="+", help="serve only these hooks (default: every hook in params.yaml)")
     p.add_argument("--max-requests", type=int, default=None, help="model requests in flight before 429 (default 16)")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: on 2 cores shared with other work, the pipeline's 2 were 4-7x slower per step)")
+                   help="torch threads (default 1: on 2 cores shared with other work, 2 were up to 4-7x slower per generation step)")
 
 
 def serve(args) -> int:
