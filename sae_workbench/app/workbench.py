@@ -172,6 +172,17 @@ def _finite(x: float) -> float | None:
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
+def _json_safe(obj):
+    """NaN and infinities (a statistic not measured) as None, through dicts and lists: JSON has no NaN."""
+    if isinstance(obj, float):
+        return _finite(obj)
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 @dataclass
 class Workbench:
     params: Params
@@ -329,7 +340,7 @@ class Workbench:
             out["rankings"] = {name: r for name, rows in a.rankings.items() for r in rows if int(r["feature"]) == feature}
             if str(feature) in a.cards:
                 out["card"] = a.cards[str(feature)]
-        return out
+        return _json_safe(out)
 
     def info(self) -> dict:
         """The model, hooks, limits and steering defaults the page starts from."""

@@ -4,7 +4,8 @@ train_sae stage's on-disk format (SAELens's, via `sae.io.save_for_saelens`) and 
 analysis in the analyze stage's (`HookAnalysis.to_json`), both written here: a fresh
 clone has no data/saes until `dvc repro`. The SAE is a randomly initialised TopK SAE
 at one hook (these tests check the app, not the SAE), and the analysis names one of its
-features the python specialist, so the judge's path is exercised too. One server per
+features the python specialist, so the judge's path is exercised too; a stand-in page
+stands for the static feature browser's (report/browser/<hook>/feature.html). One server per
 test session (loading Gemma takes 15-35 s); every test using it is slow."""
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def write_inputs(tmp) -> dict:
                       heldout_auroc=0.9, significant=True, max_act=SPECIALIST_MAX_ACT)
     analysis = HookAnalysis(rankings={}, specialists={"python": spec}, count=SpecialistCount(1, 1, [1.0, 1.0]), score_matrix={},
                             coactivation=[], cards={}, neuronpedia=None)
+    pages = tmp / "browser" / HOOK  # a stand-in for the static feature browser's page of the hook
+    pages.mkdir(parents=True)
+    (pages / "feature.html").write_text("<!doctype html><title>feature</title><p>feature page</p>")
     (tmp / "analysis").mkdir()
     (tmp / "analysis" / f"{HOOK}.json").write_text(json.dumps({**analysis.to_json(), "hook": HOOK}))
     return {"--params": params, "--saes": tmp / "saes", "--analysis": tmp / "analysis", "--browser": tmp / "browser",

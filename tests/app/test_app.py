@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
@@ -98,9 +99,11 @@ def test_prompt_view_lists_tokens_features_and_highlights(server):
         assert "".join("".join(text for _, _, text in s).split()) == "".join(PROMPT.split())  # gaps between spans: whitespace only
         acts = [float(a) for a, _, _ in s]
         assert max(acts) == pytest.approx(f["max"], abs=1e-3) and all(float(t) == pytest.approx(float(a), abs=1e-3) for a, t, _ in s)
-        assert f["link"] == f"/api/feature/{HOOK}/{f['feature']}"  # no static browser in this set-up
-    status, page = call(server, v["features"][0]["link"])
-    assert status == 200 and page["feature"] == v["features"][0]["feature"]
+        assert f["link"] == f"/browser/{HOOK}/feature.html#{f['feature']}"
+    with urllib.request.urlopen(server + v["features"][0]["link"]) as r:  # the static browser, mounted at /browser/
+        assert r.status == 200 and b"feature page" in r.read()
+    status, page = call(server, f"/api/feature/{HOOK}/{SPECIALIST}")  # the summary, the link target without the browser
+    assert status == 200 and page["category"] == "python" and page["specialist"]["max_act"] == 40.0
 
 
 @pytest.mark.slow
@@ -157,6 +160,7 @@ BAD = [
     ("feature page, unknown hook", "/api/feature/blocks.1.hook_resid_post/1", None, 404, "unknown hook"),
     ("feature page, id not a number", "/api/feature/" + HOOK + "/abc", None, 422, "feature:"),
     ("unknown route", "/api/nothing", None, 404, "no such page: /api/nothing"),
+    ("missing browser page", "/browser/nothing.html", None, 404, "no such page: /browser/nothing.html"),
     ("wrong method", "/api/steer", "GET", 405, "Method Not Allowed"),
 ]
 
