@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
+from machine import cpu_model  # bench/machine.py
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TEXT = ("The old lighthouse stood on the rocks at the edge of the bay, its white paint peeling after decades of salt "
@@ -151,16 +153,6 @@ def screenshot(base: str, path: str, steer: dict) -> None:
         print(f"screenshot: {path}", flush=True)
     finally:
         driver.quit()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -12,12 +12,15 @@ with a page, and p50/p95/max of the open times per hook and overall.
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+
+from machine import cpu_model  # bench/machine.py
 
 
 def driver():
@@ -70,7 +73,7 @@ def main() -> None:
                   f"page p50 {hooks[site.name]['page_open_s']['p50']:.3f} s, p95 {hooks[site.name]['page_open_s']['p95']:.3f} s")
     finally:
         d.quit()
-    out = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
+    out = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                        "python": platform.python_version()},
            "site": a.site, "features_opened_per_hook": a.n, "total_bytes": total, "hooks": hooks,
            "page_open_s": {"p50": round(float(np.percentile(all_times, 50)), 3), "p95": round(float(np.percentile(all_times, 95)), 3),
