@@ -380,6 +380,32 @@ def test_experiment_diff_names_what_a_param_change_did(tiny_run):
     assert bad.returncode == 2 and bad.stderr.startswith("error: 'no-such-exp' is neither") and bad.stderr.count("\n") == 1
 
 
+def test_a_dvc_remote_restores_the_run_in_a_fresh_clone(tiny_run, tmp_path):
+    """Issue 19 (shared artifacts): `dvc push` to a remote (a local path here; S3, GCS or SSH the
+    same way, README), then in a fresh `git clone` `dvc pull` restores activations, SAEs, features and
+    the report byte for byte, and `dvc repro` has nothing to do."""
+    git = lambda *a, cwd=tiny_run: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=cwd,
+                                                  capture_output=True, text=True, check=True)
+    remote = tmp_path / "remote"
+    assert _dvc(["remote", "add", "-d", "shared", str(remote)], tiny_run).returncode == 0
+    git("add", "-A")
+    git("commit", "-qm", "tiny run with a remote", "--allow-empty")
+    r = _dvc(["push"], tiny_run)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(tiny_run), str(clone), cwd=tmp_path)
+    assert not (clone / "data/saes").exists() and not (clone / "report/_output").exists()
+    r = _dvc(["pull"], clone)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    for rel in ("data/activations/eval", "data/saes", "data/features", "report/_output", "report/browser"):
+        mine = {p.relative_to(tiny_run): p.read_bytes() for p in sorted((tiny_run / rel).rglob("*")) if p.is_file()}
+        theirs = {p.relative_to(clone): p.read_bytes() for p in sorted((clone / rel).rglob("*")) if p.is_file()}
+        assert mine and theirs == mine, rel
+    r = _dvc(["repro"], clone)
+    assert r.returncode == 0 and "Running stage" not in r.stdout, (r.stdout + r.stderr)[-3000:]
+    assert "up to date" in _dvc(["status"], clone).stdout
+
+
 # ---------------------------------------------------------------- the default profile (Gemma), up to the SAE metrics
 
 GEMMA_TINY = {
