@@ -30,7 +30,11 @@ def _explanations(path: Path, hook: str) -> dict[int, dict]:
     study = ExplainStudy.read(path)
     if study.hook != hook:
         return {}
-    return {f.feature: {"text": f.explanation, "scores": {s: f.auroc(s) for s in SCORERS if s in f.scores}}
+    def auroc(f, s):  # None where it could not be computed (JSON has no NaN)
+        v = f.auroc(s)
+        return None if v != v else round(v, 3)
+
+    return {f.feature: {"text": f.explanation, "scores": {s: auroc(f, s) for s in SCORERS if s in f.scores}}
             for f in study.features}
 
 

@@ -155,3 +155,18 @@ def test_seed_match_finds_a_feature_in_a_permuted_seed_and_pages_carry_it():
     p = pages[0]
     assert p.seed_match[0] == {"seed": 1, "feature": int(np.flatnonzero(perm == p.feature)[0]), "cosine": 1.0}
     assert p.seed_match[1]["seed"] == 2 and p.seed_match[1]["cosine"] < 1.0
+
+
+def test_explanations_reach_the_pages_with_scores_that_could_not_be_computed_as_none(tmp_path):
+    from sae_workbench.browser import _explanations
+    from sae_workbench.cli import write_json
+    from sae_workbench.explain.study import ExplainStudy, FeatureExplanation
+
+    scores = {"detection": {"explanation": {"auroc": 0.8125}}, "fuzzing": {"explanation": {"auroc": None}}}
+    f = FeatureExplanation(feature=7, role="sample", categories=[], explanation="commas in lists", top_tokens=[","],
+                           examples=[], n_train_active=3, n_heldout_active=2, shuffled_from=None, scores=scores)
+    write_json(tmp_path / "r.json", ExplainStudy("blocks.0.hook_resid_post", "test", [f], {}, {}).to_json())
+    got = _explanations(tmp_path / "r.json", "blocks.0.hook_resid_post")
+    assert got == {7: {"text": "commas in lists", "scores": {"detection": 0.812, "fuzzing": None}}}
+    assert _explanations(tmp_path / "r.json", "blocks.1.hook_resid_post") == {}  # another hook's study
+    assert _explanations(tmp_path / "missing.json", "blocks.0.hook_resid_post") == {}
