@@ -5,33 +5,14 @@ browser's console fails the test."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from app_server import SPECIALIST, call
+from helpers import chromium, have_chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-                                                     reason="needs chromium and chromedriver (apt-get install chromium chromium-driver)")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_chromium(), reason="needs chromium and chromedriver (apt-get install chromium chromium-driver)")]
 
 PROMPT = "import numpy as np\nprint(np.sqrt(2))  # see https://numpy.org"
-
-
-def chromium(width: int = 1400, height: int = 900):
-    """A headless Debian chromium that keeps the console log."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
 def test_the_page_highlights_a_prompt_and_steers(server, tmp_path):

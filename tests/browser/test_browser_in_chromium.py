@@ -2,28 +2,19 @@
 chromedriver, headless), opened from disk as a user opens it: search, sort, a
 feature's page with its highlights, a feature without a page; no console error."""
 
-import shutil
 import time
 
 import pytest
 
+from helpers import chromium, have_chromium
 from test_pages import planted_site_inputs
 
-pytestmark = pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
-                                reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+pytestmark = pytest.mark.skipif(not have_chromium(), reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
 
 
 @pytest.fixture(scope="module")
 def driver():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1300,1000"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    d = chromium(1300, 1000)
     yield d
     d.quit()
 
