@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from machine import cpu_model  # bench/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -28,16 +29,6 @@ sys.path.insert(0, str(ROOT))
 from sae_workbench import determinism  # noqa: E402  (pins this process; the probes get their own environment)
 
 PROBE = "from sae_workbench.determinism_probe import main; main()"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(mode: str, texts: Path, out: Path, steps: int) -> dict:

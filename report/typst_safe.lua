@@ -16,6 +16,11 @@ And one for layout:
      its separator's dashes (`|:--|---:|`: equal shares), so a long hook name
      runs over the next column; without widths, Typst sizes each column to
      its content and wraps.
+And one for the feature browser:
+  4. the browser (report/browser/, beside the HTML report) is HTML only; in
+     the PDF a link into it is its text: Quarto would turn a book-relative
+     "../browser/<hook>/feature.html#211" into a reference to a label <211>
+     that does not exist ("label `<211>` does not exist in the document").
 Quarto runs it (report/_quarto.yml `filters:`), and so does the pandoc fallback
 (sae_workbench.render reads the same list).
 --]]
@@ -56,6 +61,13 @@ local function auto_widths(tbl)
   return tbl
 end
 
+local function browser_link(el)
+  if el.target:match("^%.%./browser/") then
+    return el.content
+  end
+end
+
 return {
+  { Link = browser_link },
   { Inlines = end_calls, Plain = guard_line_start, Table = auto_widths },
 }

@@ -25,7 +25,8 @@ cross-references):
     as shaded text; no raw HTML output reaches it.
 Code cells are dropped; their Markdown outputs are Markdown, their HTML
 outputs raw HTML (HTML only), stdout a code block. Both files are written
-atomically.
+atomically. The feature browser (report/browser/, the browser stage's pages) is
+hard-linked in as report/_output/browser/, where the hook chapters link to it.
 """
 
 from __future__ import annotations
@@ -362,8 +363,22 @@ class RenderError(ValueError):
     """A render failed; the message is one line naming the chapter and the cause."""
 
 
-QUARTO_LEFTOVERS = ("_output", ".quarto", "*.quarto_ipynb", "*.typ", "screenshots", CHAPTERS_FILE)
-"""What a Quarto render leaves in a book directory: not copied into the scratch copy."""
+QUARTO_LEFTOVERS = ("_output", ".quarto", "*.quarto_ipynb", "*.typ", "screenshots", CHAPTERS_FILE, "browser")
+"""What a Quarto render leaves in a book directory, and the feature browser (linked in after the render):
+not copied into the scratch copy."""
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Copy a directory tree, hard-linking files where the file system allows (the feature browser
+    beside the rendered report costs no second copy on disk)."""
+
+    def link_or_copy(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link_or_copy)
 
 
 def _chapter_title(path: Path) -> str:
@@ -460,6 +475,8 @@ def render(report_dir: str | Path = "report", force_fallback: bool = False) -> R
             render_with_pandoc(work, work / "_output" / "index.html", work / "_output" / "report.pdf")
         with atomic_dir(report_dir / "_output") as new:  # a reader sees the old report or the new one
             shutil.copytree(work / "_output", new, dirs_exist_ok=True)
+            if (report_dir / "browser").is_dir():  # the browser stage's pages, linked from the hook chapters
+                link_tree(report_dir / "browser", new / "browser")
         write_chapters(report_dir, hooks)
     return Rendered(report_dir / "_output" / "index.html", report_dir / "_output" / "report.pdf")
 

@@ -291,3 +291,41 @@ def _figures():
         viz.heatmap([[1, 2, 3], [3, 4, 5]], ["a spec", "b spec", "c spec"], ["a", "b"], "Score matrix"),
         viz.lines(["blocks.1", "blocks.3", "blocks.5"], {"python": [0.1, 0.4, 0.3], "math": [0.2, 0.1, 0.5]}, "By depth", "hook", "score"),
     )
+
+
+# ---------------------------------------------------------------- a real browser (tests/browser, tests/app)
+
+
+CHROMIUM, CHROMEDRIVER = "chromium", "chromedriver"
+"""Debian's packages (.ci/run apt-installs them)."""
+
+
+def have_chromium() -> bool:
+    import shutil
+
+    return bool(shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER))
+
+
+def chromium(width: int = 1400, height: int = 900):
+    """A headless Debian chromium through its chromedriver that keeps the console log, and that
+    sees only the project's own fonts (sae_workbench.fonts, the PDF's): a machine without system
+    fonts (.ci/clean-machine hides them all) would crash its renderer on the first page of text."""
+    import os
+    import shutil
+    import tempfile
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from sae_workbench.fonts import font_dirs
+
+    conf = Path(tempfile.mkdtemp(prefix="chromium-fonts-")) / "fonts.conf"
+    dirs = "".join(f"<dir>{d}</dir>" for d in font_dirs())
+    conf.write_text(f'<?xml version="1.0"?><fontconfig>{dirs}<cachedir>{conf.parent}/cache</cachedir></fontconfig>')
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which(CHROMIUM)
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(shutil.which(CHROMEDRIVER), env={**os.environ, "FONTCONFIG_FILE": str(conf)})
+    return webdriver.Chrome(service=service, options=opts)

@@ -8,7 +8,7 @@ import yaml
 
 from sae_workbench.config import load_params
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def _params(tmp_path, **changes):
@@ -154,7 +154,7 @@ def test_default_params_load():
 
 
 def test_other_profiles_load(minilm_params, tmp_path):
-    from conftest import raw_params, write_params
+    from helpers import raw_params, write_params
 
     assert minilm_params.model.kind == "encoder" and minilm_params.model.loader == "bridge"
     raw = raw_params()

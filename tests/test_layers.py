@@ -25,7 +25,8 @@ LAYERS = [
     ("analysis", ["analysis", "control"]),
     ("steer", ["steer"]),
     ("explain", ["explain"]),
-    ("report and commands", ["report_kit", "claims", "viz", "render", "fonts", "expdiff", "deps", "concept", "determinism_probe"]),
+    ("report and commands", ["report_kit", "claims", "viz", "browser", "render", "fonts", "expdiff", "deps", "concept", "determinism_probe"]),
+    ("app", ["app", "__main__"]),
 ]
 """Bottom to top; a top-level module or subpackage of sae_workbench per name."""
 LEVEL = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}

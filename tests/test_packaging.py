@@ -24,7 +24,7 @@ def test_a_wheel_built_from_pyproject_imports_every_module(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("sae_workbench-*.whl")
-    in_repo = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "sae_workbench").rglob("*") if p.suffix in (".py", ".lua"))
+    in_repo = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "sae_workbench").rglob("*") if p.suffix in (".py", ".lua", ".html"))
     in_wheel = set(zipfile.ZipFile(wheel).namelist())
     assert [f for f in in_repo if f not in in_wheel] == []
     target = tmp_path / "site"

@@ -12,7 +12,7 @@ import pytest
 from sae_workbench.config import CATEGORIES
 from sae_workbench.data import Text, read_texts, validate_labelled, write_texts
 
-from conftest import ROOT
+from helpers import ROOT
 
 LABELLED = ROOT / "data/texts/labelled.jsonl"
 

@@ -8,7 +8,7 @@ def test_pretrained_stage_offline_says_why_in_one_sentence(tmp_path):
     import sys
     import time
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     out = tmp_path / "pretrained.json"
     t = time.perf_counter()
