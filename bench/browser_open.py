@@ -49,7 +49,7 @@ def main() -> None:
     d = driver()
     hooks, all_times, total = {}, [], 0
     try:
-        for site in sorted(p for p in Path(a.site).iterdir() if (p / "index.js").is_file()):
+        for site in sorted(p for p in Path(a.site).resolve().iterdir() if (p / "index.js").is_file()):
             size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
             files = sum(1 for f in site.rglob("*") if f.is_file())
             total += size
