@@ -30,9 +30,9 @@ def _explanations(path: Path, hook: str) -> dict[int, dict]:
     study = ExplainStudy.read(path)
     if study.hook != hook:
         return {}
-    def auroc(f, s):  # None where it could not be computed (JSON has no NaN)
-        v = f.auroc(s)
-        return None if v != v else round(v, 3)
+    def auroc(f, s):  # as the study stores it: None where it could not be computed (JSON has no NaN)
+        v = f.scores[s]["explanation"]["auroc"]
+        return None if v is None else round(v, 3)
 
     return {f.feature: {"text": f.explanation, "scores": {s: auroc(f, s) for s in SCORERS if s in f.scores}}
             for f in study.features}

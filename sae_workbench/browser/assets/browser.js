@@ -4,6 +4,7 @@
 (function () {
   const ORANGE = "__ORANGE__";
   const PAGE = 200;
+  const SHARD_SIZE = __SHARD__;  // features per data file (site.SHARD)
   const B = {shards: {}, waiting: {}};
   window.BROWSER = B;
 
@@ -102,7 +103,7 @@
         main.replaceChildren(el("p", {class: "error", text: "No feature given: open feature.html#<id>, or pick one from the index."}));
         return;
       }
-      const k = Math.floor(f / SHARD_SIZE());
+      const k = Math.floor(f / SHARD_SIZE);
       loadShard(k, () => {
         const p = (B.shards[k] || {})[String(f)];
         if (!p) {
@@ -117,7 +118,6 @@
     window.addEventListener("hashchange", show);
     show();
   };
-  const SHARD_SIZE = () => __SHARD__;
 
   function list(title, items) {
     return el("div", {class: "card"}, el("h3", {text: title}),
