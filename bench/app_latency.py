@@ -124,16 +124,12 @@ def measure(args, threads: int) -> dict:
 
 def screenshot(base: str, path: str, steer: dict) -> None:
     """The page after a prompt view and a steering run, in headless Debian chromium."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900", "--hide-scrollbars"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    from sae_workbench.browser.chromium import headless
+
+    driver = headless(1400, 900, ("--hide-scrollbars",))
     try:
         driver.get(base + "/")
         wait = WebDriverWait(driver, 600)

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -23,22 +22,12 @@ import numpy as np
 from machine import cpu_model  # bench/machine.py
 
 
-def driver():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        opts.add_argument(a)
-    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
-
-
 def main() -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     from sae_workbench.browser import read_index
+    from sae_workbench.browser.chromium import headless
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--site", default="report/browser")
@@ -46,7 +35,7 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/browser.json")
     a = ap.parse_args()
     rng = np.random.default_rng(0)
-    d = driver()
+    d = headless()
     hooks, all_times, total = {}, [], 0
     try:
         for site in sorted(p for p in Path(a.site).resolve().iterdir() if (p / "index.js").is_file()):

@@ -296,36 +296,16 @@ def _figures():
 # ---------------------------------------------------------------- a real browser (tests/browser, tests/app)
 
 
-CHROMIUM, CHROMEDRIVER = "chromium", "chromedriver"
-"""Debian's packages (.ci/run apt-installs them)."""
-
-
 def have_chromium() -> bool:
-    import shutil
+    """Debian's chromium and chromedriver are installed (.ci/run apt-installs them)."""
+    from sae_workbench.browser.chromium import available
 
-    return bool(shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER))
+    return available()
 
 
 def chromium(width: int = 1400, height: int = 900):
-    """A headless Debian chromium through its chromedriver that keeps the console log, and that
-    sees only the project's own fonts (sae_workbench.fonts, the PDF's): a machine without system
-    fonts (.ci/clean-machine hides them all) would crash its renderer on the first page of text."""
-    import os
-    import shutil
-    import tempfile
+    """Debian's headless chromium with its console log, seeing only the project's fonts
+    (sae_workbench.browser.chromium.headless)."""
+    from sae_workbench.browser.chromium import headless
 
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    from sae_workbench.fonts import font_dirs
-
-    conf = Path(tempfile.mkdtemp(prefix="chromium-fonts-")) / "fonts.conf"
-    dirs = "".join(f"<dir>{d}</dir>" for d in font_dirs())
-    conf.write_text(f'<?xml version="1.0"?><fontconfig>{dirs}<cachedir>{conf.parent}/cache</cachedir></fontconfig>')
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which(CHROMIUM)
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(shutil.which(CHROMEDRIVER), env={**os.environ, "FONTCONFIG_FILE": str(conf)})
-    return webdriver.Chrome(service=service, options=opts)
+    return headless(width, height)
