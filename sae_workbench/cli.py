@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import random
 import signal
@@ -36,6 +37,24 @@ def rounded(obj, nd: int = 6):
         return {k: rounded(v, nd) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [rounded(v, nd) for v in obj]
+    return obj
+
+
+def finite_or_none(x) -> float | None:
+    """A number as JSON can hold it: NaN and infinities (a statistic that was not or
+    could not be measured) are None; anything else is a Python float."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def json_safe(obj):
+    """finite_or_none on every float (Python or numpy) through dicts, lists and tuples."""
+    if isinstance(obj, (float, np.floating)):
+        return finite_or_none(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
     return obj
 
 

@@ -91,6 +91,59 @@ def test_log_probs_match_the_full_forward_pass(gemma):
     assert float(-full.mean()) < 8  # far below a uniform guess (ln 262144 = 12.5)
 
 
+def test_kept_mlp_weight_layouts_give_transformer_lens_own_bytes(gemma):
+    """models.keep_gated_mlp_weight_layouts: the residual stream, greedy tokens and the
+    gradient an attribution takes are byte-identical to TransformerLens's own GatedMLP
+    forward, and a weight changed in place is seen at once (the control's random weights)."""
+    from transformer_lens.components.mlps.gated_mlp import GatedMLP
+
+    from sae_workbench.steer.generation import greedy_continuation
+
+    model = gemma.model
+    mlps = [m for m in model.modules() if type(m) is GatedMLP]
+    assert mlps and all("forward" in m.__dict__ for m in mlps), "load_model did not keep the layouts"
+    ids = torch.tensor([gemma.tokenize(TEXTS[0], 32).ids, gemma.tokenize(TEXTS[2], 32).ids[: len(gemma.tokenize(TEXTS[0], 32).ids)]])
+
+    def run():
+        with torch.no_grad():
+            resid = final_residual(gemma, ids)
+            gen = greedy_continuation(gemma, ids, 4)
+        grads = []
+        for frozen in (False, True):  # weights taking gradients (TransformerLens's forward) or not (the kept layouts)
+            mlp = model.blocks[0].mlp
+            for w in (mlp.W_gate, mlp.W_in, mlp.W_out):
+                w.requires_grad_(not frozen)
+            x = model.embed(ids).detach().requires_grad_(True)
+            try:
+                mlp(x).sum().backward()
+            finally:
+                for w in (mlp.W_gate, mlp.W_in, mlp.W_out):
+                    w.requires_grad_(True)
+                    w.grad = None
+            grads.append(x.grad)
+        return resid, gen, *grads
+
+    kept = run()
+    saved = {m: m.__dict__.pop("forward") for m in mlps}
+    try:
+        own = run()
+    finally:
+        for m, f in saved.items():
+            m.forward = f
+    for a, b in zip(kept, own):
+        assert torch.equal(a, b)
+    w = mlps[3].W_out
+    with torch.no_grad():
+        before = final_residual(gemma, ids)
+        w.mul_(2.0)
+        try:
+            changed = final_residual(gemma, ids)
+        finally:
+            w.mul_(0.5)
+        after = final_residual(gemma, ids)
+    assert not torch.equal(before, changed) and torch.equal(before, after)
+
+
 def test_ce_loss_recovered_sanity(gemma):
     toks = [gemma.tokenize(t, 64) for t in TEXTS]
     hook = "blocks.9.hook_resid_post"

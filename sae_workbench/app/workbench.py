@@ -24,7 +24,6 @@ not the whole run; a cancelled request (its client gone) stops at its next call.
 
 from __future__ import annotations
 
-import math
 import statistics
 import threading
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from pathlib import Path
 import torch
 
 from ..analysis.results import HookAnalysis
-from ..cli import read_json
+from ..cli import finite_or_none, json_safe, read_json
 from ..config import COEFFICIENTS, STEER_MODES, Params, in_interval
 from ..data import read_texts
 from ..kinds import model_kind
@@ -166,21 +165,6 @@ class HookState:
         if self.browser:
             return f"/browser/{self.hook}/feature.html#{feature}"
         return f"/api/feature/{self.hook}/{feature}"
-
-
-def _finite(x: float) -> float | None:
-    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
-
-
-def _json_safe(obj):
-    """NaN and infinities (a statistic not measured) as None, through dicts and lists: JSON has no NaN."""
-    if isinstance(obj, float):
-        return _finite(obj)
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 @dataclass
@@ -314,9 +298,9 @@ class Workbench:
         fl = fluency(steered["nll"], steered["distinct"], base["nll"], base["distinct"], cfg.max_ppl_ratio)
 
         def side(r, extra=None):
-            out = {"continuation": r["continuation"], "concept_score": _finite(r["concept_score"]),
-                   "judge_score": _finite(r["classifier_prob"]) if judge else None, "perplexity": _finite(r["perplexity"]),
-                   "feature_activation": _finite(r["feature_activation"])}
+            out = {"continuation": r["continuation"], "concept_score": finite_or_none(r["concept_score"]),
+                   "judge_score": finite_or_none(r["classifier_prob"]) if judge else None, "perplexity": finite_or_none(r["perplexity"]),
+                   "feature_activation": finite_or_none(r["feature_activation"])}
             return {**out, **(extra or {})}
 
         judged = f"P({category}) from the steer stage's text classifier" if judge else "no category: not a specialist at this hook, so no judge"
@@ -340,7 +324,7 @@ class Workbench:
             out["rankings"] = {name: r for name, rows in a.rankings.items() for r in rows if int(r["feature"]) == feature}
             if str(feature) in a.cards:
                 out["card"] = a.cards[str(feature)]
-        return _json_safe(out)
+        return json_safe(out)
 
     def info(self) -> dict:
         """The model, hooks, limits and steering defaults the page starts from."""

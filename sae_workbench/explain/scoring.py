@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..analysis.stats import auroc
+from ..cli import finite_or_none
 from .contexts import MARK_CLOSE, MARK_OPEN, Context
 
 EXPLAIN_PROMPT = f"""Each feature of a language model fires on some words. Below are texts where one feature fires; the words it fires on most are marked with {MARK_OPEN} {MARK_CLOSE}. Write a short explanation of what the feature detects.
@@ -97,13 +98,7 @@ def top_tokens_explanation(tokens: list[str]) -> str:
 def _auroc_and_accuracy(pos: list[float], neg: list[float]) -> dict:
     p, n = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
     bal = 0.5 * ((p > 0).mean() + (n <= 0).mean()) if len(p) and len(n) else float("nan")
-    return {"auroc": _finite_or_none(auroc(p, n)), "balanced_accuracy": _finite_or_none(bal), "n_pos": int(len(p)), "n_neg": int(len(n))}
-
-
-def _finite_or_none(x) -> float | None:
-    """JSON has no NaN: a score that cannot be computed (no context on one side) is None."""
-    x = float(x)
-    return x if np.isfinite(x) else None
+    return {"auroc": finite_or_none(auroc(p, n)), "balanced_accuracy": finite_or_none(bal), "n_pos": int(len(p)), "n_neg": int(len(n))}
 
 
 def detection(llm, explanation: str, pos: list[Context], neg: list[Context]) -> dict:
@@ -150,4 +145,4 @@ def embedding(embed, explanation: str, pos: list[Context], neg: list[Context]) -
     wrap it in memo_embed when contexts repeat)."""
     e = np.asarray(embed([explanation] + [_one_line(c.plain()) for c in pos + neg]), dtype=float)
     sim = e[1:] @ e[0]
-    return {"auroc": _finite_or_none(auroc(sim[: len(pos)], sim[len(pos):])), "n_pos": len(pos), "n_neg": len(neg)}
+    return {"auroc": finite_or_none(auroc(sim[: len(pos)], sim[len(pos):])), "n_pos": len(pos), "n_neg": len(neg)}
