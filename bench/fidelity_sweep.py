@@ -14,7 +14,8 @@ tokens, and next-token CE and KL with the SAE spliced in at the hook on
 ΔCE = ce_sae - ce_clean in nats per token (SAEBench's headline beside CE-loss recovered).
 
 "Tokens seen" counts passes over the same training tokens (epochs), not new text.
-Every run is appended to the JSON as it finishes (a stopped sweep keeps what it measured).
+Every run is appended to the JSON as it finishes (a stopped sweep keeps what it measured);
+a sweep started again on the same hook and texts keeps the runs already there and skips them.
 """
 
 import sae_workbench  # noqa: F401  first: pins the numerics (determinism.py)
@@ -48,6 +49,9 @@ RUNS = {
     "k128": {"k": 128},
     "revive": {"dead_window_tokens": 20000, "aux_coefficient": 0.125},
     "epochs48": {"epochs": 48},
+    "per_dim": {"normalize": "per_dim"},
+    "per_dim_epochs12": {"normalize": "per_dim", "epochs": 12},
+    "per_dim_batchtopk": {"normalize": "per_dim", "architecture": "batchtopk"},
 }
 
 
@@ -78,7 +82,14 @@ def main() -> None:
         "hook": hook, "model": params.model.name, "train_tokens": split.train_tokens,
         "fidelity_texts": a.fidelity_texts, "base_config": dataclasses.asdict(params.sae), "runs": [],
     }
+    if Path(a.out).exists():
+        old = json.loads(Path(a.out).read_text())
+        if (old.get("hook"), old.get("fidelity_texts"), old.get("train_tokens")) == (hook, a.fidelity_texts, split.train_tokens):
+            out["runs"] = [r for r in old["runs"] if r["run"] in RUNS and r["overrides"] == RUNS[r["run"]]]
     for name in names:
+        if any(r["run"] == name for r in out["runs"]):
+            print(f"{name}: already measured in {a.out}", flush=True)
+            continue
         cfg = dataclasses.replace(params.sae, **RUNS[name])
         t = time.perf_counter()
         result = train_on_split(split, cfg, params.seed, desc=f"{name}")

@@ -228,6 +228,12 @@ class SAEConfig:
     """Shuffle buffer: tokens held in memory at once, whatever the corpus size."""
     b_dec_init: str = "geometric_median"
     """'geometric_median', 'mean' or 'zeros' of a sample of training tokens."""
+    normalize: str = "norm"
+    """How inputs are scaled for training (folded back into the saved weights):
+    'norm', one scalar so that E||x|| = sqrt(d_in); 'per_dim', each dimension
+    divided by its standard deviation on a sample of training tokens (Gemma 3's
+    residual stream at layer 9 has 54% of its variance in one dimension, which a
+    scalar leaves the SAE's loss to spend itself on)."""
     eval_frac: float = 0.1
     """Fraction of corpus texts held out from training, used for the metrics."""
     dead_window_tokens: int = 100_000
@@ -257,6 +263,8 @@ class SAEConfig:
             raise ValueError("sae.lr_warmup_frac + sae.lr_decay_frac must be < 1")
         if self.b_dec_init not in ("geometric_median", "mean", "zeros"):
             raise ValueError(f"sae.b_dec_init must be geometric_median, mean or zeros, got {self.b_dec_init!r}")
+        if self.normalize not in ("norm", "per_dim"):
+            raise ValueError(f"sae.normalize must be norm or per_dim, got {self.normalize!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"sae.device must be auto, cpu or cuda, got {self.device!r}")
         if self.seed_hooks and self.seeds < 2:

@@ -3,7 +3,8 @@ and load any SAE (ours from disk, or a pre-trained release) as a SAELens SAE.
 
 Export folds the training-time input scale s into the weights, so the saved
 SAE takes raw activations: W_enc' = s W_enc, b_dec' = b_dec / s, W_dec' = W_dec / s
-(pre-activations, hence TopK choices and JumpReLU thresholds, are unchanged).
+(pre-activations, hence TopK choices and JumpReLU thresholds, are unchanged); with
+one scale per input dimension (sae.normalize per_dim) the same, dimension by dimension.
 Architectures map to SAELens as relu -> standard, topk -> topk,
 batchtopk -> jumprelu (one learnt threshold for every latent).
 """
@@ -18,7 +19,16 @@ from ..atomic import atomic_dir
 from .base import SparseAutoencoder
 
 
-def folded_state(sae: SparseAutoencoder, scale: float) -> dict[str, torch.Tensor]:
+def folded_state(sae: SparseAutoencoder, scale: float | torch.Tensor) -> dict[str, torch.Tensor]:
+    if isinstance(scale, torch.Tensor):  # one scale per input dimension s_j: W_enc' = diag(s) W_enc, W_dec' = W_dec diag(1/s)
+        s = scale.detach().to(sae.W_enc.device, torch.float32)
+        return {
+            "W_enc": (sae.W_enc.detach() * s[:, None]).contiguous(),
+            "b_enc": sae.b_enc.detach().clone(),
+            "W_dec": (sae.W_dec.detach() / s[None, :]).contiguous(),
+            "b_dec": (sae.b_dec.detach() / s).contiguous(),
+            **sae.extra_state_for_export(),
+        }
     return {
         "W_enc": (sae.W_enc.detach() * scale).contiguous(),
         "b_enc": sae.b_enc.detach().clone(),
@@ -28,7 +38,7 @@ def folded_state(sae: SparseAutoencoder, scale: float) -> dict[str, torch.Tensor
     }
 
 
-def to_saelens(sae: SparseAutoencoder, scale: float, hook: str, model_name: str):
+def to_saelens(sae: SparseAutoencoder, scale: float | torch.Tensor, hook: str, model_name: str):
     """The equivalent SAELens SAE object (inference class) on raw activations."""
     from sae_lens.saes.sae import SAE, SAEMetadata
 
@@ -42,7 +52,7 @@ def to_saelens(sae: SparseAutoencoder, scale: float, hook: str, model_name: str)
     return out
 
 
-def save_for_saelens(sae: SparseAutoencoder, scale: float, path: str | Path, hook: str, model_name: str) -> None:
+def save_for_saelens(sae: SparseAutoencoder, scale: float | torch.Tensor, path: str | Path, hook: str, model_name: str) -> None:
     """cfg.json + sae_weights.safetensors via SAELens's save_model, atomically."""
     lens = to_saelens(sae, scale, hook, model_name)
     with atomic_dir(path) as tmp:

@@ -5,7 +5,8 @@
     # or, on any rows: train_sae(ShuffledBuffer(read, rows, ...), d_in, cfg, seed)
 
 - Inputs are scaled so that E||x|| = sqrt(d_in) (one scalar, fitted on a
-  sample of training tokens); export folds the scale back into the weights.
+  sample of training tokens), or per dimension by 1/std (sae.normalize
+  per_dim); export folds the scale back into the weights.
 - b_dec starts at the geometric median (or mean) of that sample.
 - Learning rate: linear warm-up, constant, linear decay to 0 (Adam).
 - On CUDA, forward and loss run under bf16 autocast.
@@ -47,8 +48,9 @@ from .topk import BatchTopKSAE, TopKSAE
 class TrainResult:
     sae: SparseAutoencoder
     """Trained SAE on the normalised scale (see fold_scale / export)."""
-    scale: float
-    """Inputs were multiplied by this before training."""
+    scale: float | torch.Tensor
+    """Inputs were multiplied by this before training: one number (sae.normalize 'norm')
+    or one per input dimension ('per_dim')."""
     curve: list[dict]
     """Logged steps: step, tokens, mse (per dimension, normalised scale), aux, l0, dead_frac, lr."""
     dead_frac: float
@@ -223,7 +225,12 @@ def train_sae(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     torch.manual_seed(seed)
     sample = buffer.sample(32768)
-    scale = math.sqrt(d_in) / sample.norm(dim=1).mean().item()
+    if cfg.normalize == "per_dim":
+        scale = 1.0 / sample.std(0).clamp(min=1e-6)
+        scale_key = hashlib.sha256(scale.numpy().tobytes()).hexdigest()
+    else:
+        scale = math.sqrt(d_in) / sample.norm(dim=1).mean().item()
+        scale_key = round(scale, 9)
     sae = build_sae(cfg, d_in)
     with torch.no_grad():
         if cfg.b_dec_init == "geometric_median":
@@ -234,11 +241,12 @@ def train_sae(
         sae.set_decoder_norm_to_unit()
     sae.to(device).train()
     opt = make_optimizer(sae, cfg.lr, cfg.decoder_lr_mult)
+    x_scale = scale.to(device) if isinstance(scale, torch.Tensor) else scale
     total = buffer.n_rows * cfg.epochs // cfg.batch_tokens
     since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=device)
     curve: list[dict] = []
     fingerprint = hashlib.sha256(
-        json.dumps([asdict(cfg), seed, buffer.n_rows, d_in, round(scale, 9)], sort_keys=True).encode()
+        json.dumps([asdict(cfg), seed, buffer.n_rows, d_in, scale_key], sort_keys=True).encode()
     ).hexdigest()
     start = 0
     ck = _load_checkpoint(checkpoint, device) if checkpoint is not None and checkpoint.exists() else None
@@ -266,7 +274,7 @@ def train_sae(
             if stop_after is not None and trained >= stop_after:
                 done = True
                 break
-            x = x.to(device, non_blocking=True) * scale
+            x = x.to(device, non_blocking=True) * x_scale
             lr = cfg.lr * lr_factor(step, total, cfg.lr_warmup_frac, cfg.lr_decay_frac)
             for g in opt.param_groups:
                 g["lr"] = lr * g["lr_mult"]

@@ -79,3 +79,29 @@ def test_architecture_registry_builds_each_name_and_rejects_unknown_ones():
         assert build_sae(SAEConfig(architecture=name, expansion=2, k=4), 8).architecture == name
     with pytest.raises(ValueError, match="sae.architecture must be one of relu, topk, batchtopk, got 'gated'"):
         build_sae(SAEConfig(architecture="gated"), 8)
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_per_dim_normalisation_folds_into_the_export_and_spares_a_dominant_dimension(arch):
+    """sae.normalize per_dim: one dimension carrying most of the variance (Gemma 3's
+    residual stream has such dimensions) no longer takes the SAE's capacity from the rest,
+    and the exported SAELens SAE on raw activations is the trained SAE on scaled ones."""
+    x = planted()
+    x[:, 0] += 60 * torch.randn(len(x), generator=torch.Generator().manual_seed(1))
+
+    def ev_rest(x_hat):  # explained variance of every dimension but the dominant one
+        r = x[:, 1:]
+        return float(1 - ((r - x_hat[:, 1:]) ** 2).sum() / ((r - r.mean(0)) ** 2).sum())
+
+    ev = {}
+    for norm in ("norm", "per_dim"):
+        c = cfg(arch, normalize=norm, epochs=4)
+        r = train_sae(buffer_of(x, c), 16, c, seed=0)
+        assert isinstance(r.scale, torch.Tensor) == (norm == "per_dim")
+        lens = to_saelens(r.sae, r.scale, "blocks.0.hook_resid_pre", "t")
+        with torch.no_grad():
+            raw = lens.decode(lens.encode(x))
+            if arch == "topk":  # the same SAE: decode(encode(x * s)) / s
+                torch.testing.assert_close(raw, r.sae.decode(r.sae.encode(x * r.scale)) / r.scale, atol=1e-3, rtol=1e-4)
+        ev[norm] = ev_rest(raw)
+    assert ev["per_dim"] > ev["norm"] + 0.2, ev
