@@ -2,7 +2,7 @@
 
 $ python bench/fidelity_sweep.py                                   # the default sweep on blocks.9.hook_resid_post
 $ python bench/fidelity_sweep.py --hook blocks.5.hook_resid_post --only base,epochs12
-$ python bench/fidelity_sweep.py --out bench/results/fidelity_sweep.json
+$ python bench/fidelity_sweep.py --out bench/results/fidelity_sweep/blocks.9.hook_resid_post.json
 
 Each run trains one SAE on the pipeline's own activations (data/activations/corpus,
 the train split of `sae.eval_frac`), exactly as `stages/train_sae.py` does
@@ -62,8 +62,9 @@ def main() -> None:
     ap.add_argument("--acts", default="data/activations/corpus")
     ap.add_argument("--only", default=",".join(RUNS), help=f"comma-separated runs of: {', '.join(RUNS)}")
     ap.add_argument("--fidelity-texts", type=int, default=32)
-    ap.add_argument("--out", default="bench/results/fidelity_sweep.json")
+    ap.add_argument("--out", default="bench/results/fidelity_sweep/{hook}.json", help="JSON written ({hook}: the hook's name)")
     a = ap.parse_args()
+    a.out = a.out.format(hook=a.hook)
     names = [n for n in a.only.split(",") if n]
     unknown = [n for n in names if n not in RUNS]
     if unknown:
