@@ -21,19 +21,15 @@ from .base import SparseAutoencoder
 
 def folded_state(sae: SparseAutoencoder, scale: float | torch.Tensor) -> dict[str, torch.Tensor]:
     if isinstance(scale, torch.Tensor):  # one scale per input dimension s_j: W_enc' = diag(s) W_enc, W_dec' = W_dec diag(1/s)
-        s = scale.detach().to(sae.W_enc.device, torch.float32)
-        return {
-            "W_enc": (sae.W_enc.detach() * s[:, None]).contiguous(),
-            "b_enc": sae.b_enc.detach().clone(),
-            "W_dec": (sae.W_dec.detach() / s[None, :]).contiguous(),
-            "b_dec": (sae.b_dec.detach() / s).contiguous(),
-            **sae.extra_state_for_export(),
-        }
+        dec = scale.detach().to(sae.W_enc.device, torch.float32)
+        enc = dec[:, None]
+    else:
+        enc = dec = scale
     return {
-        "W_enc": (sae.W_enc.detach() * scale).contiguous(),
+        "W_enc": (sae.W_enc.detach() * enc).contiguous(),
         "b_enc": sae.b_enc.detach().clone(),
-        "W_dec": (sae.W_dec.detach() / scale).contiguous(),
-        "b_dec": (sae.b_dec.detach() / scale).contiguous(),
+        "W_dec": (sae.W_dec.detach() / dec).contiguous(),
+        "b_dec": (sae.b_dec.detach() / dec).contiguous(),
         **sae.extra_state_for_export(),
     }
 
