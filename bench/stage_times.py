@@ -3,6 +3,7 @@
 $ python bench/stage_times.py                  # dvc repro -f: every stage re-runs
 $ python bench/stage_times.py --no-force       # only what is stale
 $ python bench/stage_times.py --out bench/results/stage_times.json
+$ python bench/stage_times.py --no-force steer render   # these stages and what they need
 
 Stage boundaries are DVC's own "Running stage" lines, timestamped as they
 arrive. Peak RSS: every 0.2 s the resident memory of each process under DVC is
@@ -30,8 +31,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-force", action="store_true")
     ap.add_argument("--out", default="bench/results/stage_times.json")
+    ap.add_argument("targets", nargs="*", help="stages to reproduce (default: the whole pipeline)")
     a = ap.parse_args()
-    cmd = [sys.executable, "-m", "dvc", "repro"] + ([] if a.no_force else ["-f"])
+    cmd = [sys.executable, "-m", "dvc", "repro"] + ([] if a.no_force else ["-f"]) + a.targets
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     t0 = time.perf_counter()
     times: list[dict] = []
@@ -74,6 +76,8 @@ def main() -> None:
     result = {
         "what": "wall time and peak RSS (largest single process) of every stage in one dvc repro" + ("" if a.no_force else " -f"),
         "machine": {"cpu": platform.processor() or platform.machine(), "cpus_visible": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / GIB, 1)},
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "command": " ".join(["dvc", "repro"] + ([] if a.no_force else ["-f"]) + a.targets),
         "exit_status": rc,
         "total_seconds": round(total, 1),
         "max_peak_rss_gib": max((t["peak_rss_gib"] for t in times), default=0.0),
