@@ -30,19 +30,26 @@ Edit = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """edit(resid [batch, pos, d], keep [batch, pos]) -> new resid."""
 
 
-def edit_hook(edit: Edit, keep: torch.Tensor | None = None, skip_bos: bool = False):
+def edit_hook(edit: Edit, keep: torch.Tensor | None = None, skip_bos: bool = False, prompt_keep: torch.Tensor | None = None):
     """Hook function applying `edit` to the residual stream.
 
     keep: [batch, pos] 0/1 mask of positions to edit (None: all positions);
     skip_bos: leave position 0 of a full-sequence pass untouched (a causal LM's BOS),
-    while incremental generation steps (one new position) are edited."""
+    while incremental generation steps (one new position) are edited;
+    prompt_keep: [batch, pos0] 0/1 mask of left-padded prompts (0 on the pads and each
+    row's BOS) for generation: a full pass (more than one position) edits where the mask
+    is 1 in its first pos0 positions and every position after them (what was generated);
+    incremental generation steps (one new position) are edited."""
 
     def fn(x: torch.Tensor, hook=None) -> torch.Tensor:
+        n = x.shape[1]
         if keep is not None:
-            m = keep[:, : x.shape[1]]
+            m = keep[:, :n]
+        elif prompt_keep is not None and n > 1:
+            m = torch.cat([prompt_keep[:, :n], torch.ones(x.shape[0], max(0, n - prompt_keep.shape[1]), dtype=prompt_keep.dtype)], 1)
         else:
             m = torch.ones(x.shape[:2], dtype=torch.long)
-            if skip_bos and x.shape[1] > 1:
+            if skip_bos and n > 1:
                 m[:, 0] = 0
         return edit(x, m)
 

@@ -198,3 +198,31 @@ def test_steered_generation_moves_towards_the_feature(gemma):
     assert [len(r["continuation_ids"]) for r in rows] == [4, 4] and all(isinstance(r["continuation"], str) for r in rows)
     assert rows[0]["perplexity"] < rows[1]["perplexity"] or rows[0]["continuation_ids"] != rows[1]["continuation_ids"]
     assert rows[1]["feature_activation"] > rows[0]["feature_activation"] + 100
+
+
+def test_steering_prompts_of_other_lengths_in_one_left_padded_batch_equals_each_alone(gemma):
+    """The steer stage runs every prompt in one left-padded batch: on Gemma 3 (rotary
+    positions, sliding-window layers, key-value cache) each prompt's continuation and
+    measures are those it gets alone."""
+    from sae_lens.saes.sae import SAEMetadata
+    from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+
+    from sae_workbench.steer.generation import steer_generation
+
+    hook = "blocks.9.hook_resid_post"
+    sae = StandardSAE(StandardSAEConfig(d_in=640, d_sae=32, metadata=SAEMetadata(hook_name=hook)))
+    with torch.no_grad():
+        d = torch.nn.functional.normalize(torch.randn(32, 640, generator=torch.Generator().manual_seed(1)), dim=-1)
+        sae.W_dec.copy_(d)
+        sae.W_enc.copy_(d.T)
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    prompts = [torch.tensor([gemma.tokenize(p, 16).ids]) for p in ("After dinner we", "The old house at the end of the street")]
+    assert prompts[0].shape[1] != prompts[1].shape[1]
+    together = steer_generation(gemma, sae, 3, hook, 100.0, [0.0, 2.0], prompts, max_new_tokens=6)
+    for i, ids in enumerate(prompts):
+        alone = steer_generation(gemma, sae, 3, hook, 100.0, [0.0, 2.0], [ids], max_new_tokens=6)
+        for a, b in zip(alone, [r for r in together if r["prompt"] == i]):
+            assert a["continuation_ids"] == b["continuation_ids"], i
+            for k in ("feature_activation", "concept_score", "boosted_mass", "nll"):
+                assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-4), (i, k)

@@ -10,7 +10,7 @@ import torch
 
 from sae_workbench.edits import edit_hook, feature_edit
 from sae_workbench.kinds.causal_lm import log_probs
-from sae_workbench.steer.generation import generation_study, greedy_continuation, steer_generation
+from sae_workbench.steer.generation import generation_study, greedy_continuation, left_pad, steer_generation
 from sae_workbench.steer.sweep import best_coefficient
 
 from helpers import GPT2_HOOKS as HOOKS, GPT_HOOK, _bos_text, _gpt_setup, _random_sae
@@ -51,6 +51,32 @@ def test_batched_steering_rows_equal_one_coefficient_at_a_time(tiny_gpt2):
             assert a["continuation_ids"] == b["continuation_ids"]
             for k in ("feature_activation", "concept_score", "boosted_mass", "nll"):
                 assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), k
+
+
+def test_prompts_of_other_lengths_left_padded_into_one_batch_equal_each_prompt_alone(tiny_gpt2):
+    """steer_generation runs every prompt in one left-padded batch: each prompt's rows
+    (continuations, read-back activations, NLL, boosted mass) are those it gets alone,
+    with and without the key-value cache, in both modes and with a prefix."""
+    sae = _random_sae()
+    prompts = [torch.tensor([_bos_text(list(range(30, 30 + n))).ids]) for n in (1, 5, 3)]
+    coefs = [-2.0, 0.0, 3.0]
+    for mode, prefix in (("add", None), ("clamp", None), ("add", torch.tensor([[7, 8]]))):
+        together = steer_generation(tiny_gpt2, sae, 5, HOOKS[1], 1.5, coefs, prompts, 5, mode, prefix=prefix)
+        for i, ids in enumerate(prompts):
+            alone = steer_generation(tiny_gpt2, sae, 5, HOOKS[1], 1.5, coefs, [ids], 5, mode, prefix=prefix)
+            for a, b in zip(alone, [r for r in together if r["prompt"] == i]):
+                assert a["coefficient"] == b["coefficient"] and a["continuation_ids"] == b["continuation_ids"], (mode, i)
+                for k in ("feature_activation", "concept_score", "boosted_mass", "nll"):
+                    assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), (mode, i, k)
+    # the padded batch through greedy_continuation: each row's tokens are its own, cached or not
+    ids, mask = left_pad(prompts)
+    assert mask.sum(1).tolist() == [p.shape[1] for p in prompts] and (ids[mask == 0] == 0).all()
+    hook = [(HOOKS[1], edit_hook(feature_edit(sae, 3, "add", 5.0), prompt_keep=mask * (torch.arange(ids.shape[1]) != (ids.shape[1] - mask.sum(1))[:, None])))]
+    for kv in (True, False):
+        out = greedy_continuation(tiny_gpt2, ids, 6, hook, kv_cache=kv, mask=mask)
+        for i, p in enumerate(prompts):
+            alone = greedy_continuation(tiny_gpt2, p, 6, [(HOOKS[1], edit_hook(feature_edit(sae, 3, "add", 5.0), skip_bos=True))], kv_cache=kv)
+            assert out[i, ids.shape[1]:].tolist() == alone[0, p.shape[1]:].tolist(), (kv, i)
 
 
 def test_generation_study_scores_and_tests_against_unsteered(tiny_gpt2):
