@@ -88,7 +88,6 @@ def randomize_weights(handle: ModelHandle, seed: int) -> ModelHandle:
         if p.dim() >= 2:
             mean, std = p.float().mean(), p.float().std()
             p.copy_((torch.randn(p.shape, generator=g) * std + mean).to(p.dtype))
-    handle.model.__dict__.pop("_workbench_unembed_rows", None)
     return handle
 
 

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from ..edits import direction_edit, edit_hook, encode_feature, feature_edit
-from ..kinds.causal_lm import LOGIT_CHUNK, final_residual, log_probs, next_token_logprobs, target_logprobs, token_logprobs
-from ..models import ModelHandle
+from ..kinds.causal_lm import final_residual, log_probs, next_token_logprobs, target_logprobs, token_logprobs
+from ..models import ModelHandle, hook_position
 from ..analysis.stats import bootstrap_mean, paired_difference
 from .judge import combined, distinct_frac, fit_classifier, fluency
 from .sweep import Steering, SteeringContext, per_coef, pick, slope, tokenizer
@@ -71,9 +71,10 @@ def left_pad(seqs: list[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, t
 
 @torch.no_grad()
 def greedy_continuation(handle: ModelHandle, ids: torch.Tensor, max_new_tokens: int, fwd_hooks=(), kv_cache: bool = True,
-                        mask: torch.Tensor | None = None) -> torch.Tensor:
+                        mask: torch.Tensor | None = None, on_step=None) -> torch.Tensor:
     """ids [batch, pos] followed by max_new_tokens greedy tokens, `fwd_hooks` applied at every step;
-    mask [batch, pos]: 0 on left padding (`left_pad`), None when no row is padded.
+    mask [batch, pos]: 0 on left padding (`left_pad`), None when no row is padded;
+    on_step(log_probs [batch, vocab]): called with each step's next-token distribution.
 
     Only the last position is unembedded at each step (a 262k vocabulary makes
     full-sequence logits the dominant cost). With kv_cache (TransformerLens's key-value
@@ -95,7 +96,10 @@ def greedy_continuation(handle: ModelHandle, ids: torch.Tensor, max_new_tokens: 
         else:
             last = model.run_with_hooks(step, attention_mask=step_mask, past_kv_cache=cache,
                                         fwd_hooks=list(fwd_hooks), stop_at_layer=handle.n_layers)[:, -1]
-        step = log_probs(model, last).argmax(-1, keepdim=True).to(ids.device)
+        lp = log_probs(model, last)
+        if on_step is not None:
+            on_step(lp)
+        step = lp.argmax(-1, keepdim=True).to(ids.device)
         step_mask = torch.ones_like(step)
         ids, mask = torch.cat([ids, step], 1), torch.cat([mask, step_mask], 1)
     return ids
@@ -154,18 +158,20 @@ def steer_generation(
     values = torch.tensor(coefs * len(prompts), dtype=torch.float32) * max_act
     edit = feature_edit(sae, feature, mode, values) if direction is None else direction_edit(direction, values)
     steer_hook = (hook, edit_hook(edit, prompt_keep=keep))
-    full_gen = greedy_continuation(handle, start, max_new_tokens, [steer_hook], mask=start_mask)
+    masses = []  # per step, the steered distribution's mass on the boosted tokens
+    full_gen = greedy_continuation(handle, start, max_new_tokens, [steer_hook], mask=start_mask,
+                                   on_step=lambda lp: masses.append(lp[:, boosted].exp().sum(-1)))
     gen = full_gen[:, q:]
     n = gen.shape[1]
     ones = torch.ones_like(gen)
     full = torch.cat([bare, gen], 1)
     steered, clean = {}, {}
-    resid = final_residual(handle, full_gen, torch.cat([start_mask, ones], 1), [steer_hook, (hook, grab(steered))])
+    # the steered pass is read for the feature only: it stops after the hook's block
+    model.run_with_hooks(full_gen, attention_mask=torch.cat([start_mask, ones], 1), fwd_hooks=[steer_hook, (hook, grab(steered))],
+                         stop_at_layer=hook_position(hook)[0] + 1)
     clean_resid = final_residual(handle, full, torch.cat([bare_mask, ones], 1), [(hook, grab(clean))])
-    d = resid.shape[-1]
-    r_steer = resid[:, q - 1 : -1].reshape(-1, d)
-    mass = torch.cat([log_probs(model, r_steer[a : a + LOGIT_CHUNK])[:, boosted].exp().sum(-1)
-                      for a in range(0, r_steer.shape[0], LOGIT_CHUNK)]).reshape(-1, n)
+    d = clean_resid.shape[-1]
+    mass = torch.stack(masses, 1)
     nlls = -target_logprobs(model, clean_resid[:, p - 1 : -1].reshape(-1, d), gen.reshape(-1)).reshape(-1, n).mean(1)
     texts = [handle.tokenizer.decode(g) if handle.tokenizer is not None else None for g in gen]
     probs = judge(texts) if judge is not None and None not in texts else [float("nan")] * len(texts)

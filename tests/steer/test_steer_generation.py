@@ -26,7 +26,9 @@ def test_log_probs_and_greedy_generation_match_transformer_lens(tiny_gpt2):
     with torch.no_grad():
         ref = torch.log_softmax(model(ids)[0].float(), -1)
         resid = model(ids, stop_at_layer=model.cfg.n_layers)[0]
-    assert torch.equal(log_probs(model, resid), ref)  # the cached unembedding is the very matrix TransformerLens multiplies by
+    # x @ W_U where TransformerLens runs F.linear on a transposed copy: the same log-probs to float32 rounding
+    torch.testing.assert_close(log_probs(model, resid), ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(log_probs(model, resid).argmax(-1), ref.argmax(-1))
     sae = _random_sae()
     hook = (HOOKS[1], edit_hook(feature_edit(sae, 3, "add", 5.0), skip_bos=True))
     for hooks in ([], [hook]):
@@ -77,6 +79,26 @@ def test_prompts_of_other_lengths_left_padded_into_one_batch_equal_each_prompt_a
         for i, p in enumerate(prompts):
             alone = greedy_continuation(tiny_gpt2, p, 6, [(HOOKS[1], edit_hook(feature_edit(sae, 3, "add", 5.0), skip_bos=True))], kv_cache=kv)
             assert out[i, ids.shape[1]:].tolist() == alone[0, p.shape[1]:].tolist(), (kv, i)
+
+
+def test_boosted_mass_is_the_steered_distributions_mass_at_each_generated_token(tiny_gpt2):
+    """boosted_mass, taken from the generation steps' own distributions, equals the mass a
+    full steered pass over prompt + continuation puts on the boosted tokens, averaged over
+    the positions that predicted each generated token."""
+    from sae_workbench.kinds.causal_lm import final_residual
+    from sae_workbench.steer.generation import boosted_tokens
+
+    sae = _random_sae()
+    ids = torch.tensor([_bos_text([21, 22, 23]).ids])
+    rows = steer_generation(tiny_gpt2, sae, 5, HOOKS[1], 1.5, [0.0, 4.0], [ids], 5, "add", top_tokens=7)
+    boosted = boosted_tokens(tiny_gpt2, sae, 5, 7)
+    for r in rows:
+        full = torch.cat([ids, torch.tensor([r["continuation_ids"]])], 1)
+        edit = feature_edit(sae, 5, "add", torch.tensor([r["coefficient"] * 1.5]))
+        with torch.no_grad():
+            resid = final_residual(tiny_gpt2, full, None, [(HOOKS[1], edit_hook(edit, skip_bos=True))])
+            lp = log_probs(tiny_gpt2.model, resid[0, ids.shape[1] - 1 : -1])
+        assert r["boosted_mass"] == pytest.approx(float(lp[:, boosted].exp().sum(-1).mean()), rel=1e-4, abs=1e-6)
 
 
 def test_generation_study_scores_and_tests_against_unsteered(tiny_gpt2):
