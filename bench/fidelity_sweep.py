@@ -39,8 +39,13 @@ from sae_workbench.models import load_model
 from sae_workbench.sae.io import load_sae, save_for_saelens
 from sae_workbench.sae.train import split_activation_set, train_on_split
 
+SWEEP_BASE = {"normalize": "norm"}
+"""What every run starts from besides params.yaml's sae section: the single-scalar input
+normalisation (the default until this sweep measured per_dim), so `base` stays the
+reference the other runs change one thing of, whatever params.yaml now says."""
+
 RUNS = {
-    # name: overrides of params.yaml's sae section
+    # name: overrides of params.yaml's sae section (after SWEEP_BASE)
     "base": {},
     "epochs12": {"epochs": 12},
     "batchtopk": {"architecture": "batchtopk"},
@@ -53,6 +58,9 @@ RUNS = {
     "per_dim_epochs12": {"normalize": "per_dim", "epochs": 12},
     "per_dim_batchtopk": {"normalize": "per_dim", "architecture": "batchtopk"},
 }
+
+NOT_TRAINING = {"device", "seeds", "seed_hooks", "checkpoint_every", "fidelity_texts"}
+"""sae settings that do not change a run's SAE or its measures here (a sweep resumes across them)."""
 
 
 def main() -> None:
@@ -81,17 +89,19 @@ def main() -> None:
         "machine": {"cpu": cpu_model(), "cpus_visible": torch.get_num_threads(), "python": platform.python_version(),
                     "torch": torch.__version__},
         "hook": hook, "model": params.model.name, "train_tokens": split.train_tokens,
-        "fidelity_texts": a.fidelity_texts, "base_config": dataclasses.asdict(params.sae), "runs": [],
+        "fidelity_texts": a.fidelity_texts, "base_config": dataclasses.asdict(dataclasses.replace(params.sae, **SWEEP_BASE)), "runs": [],
     }
     if Path(a.out).exists():
         old = json.loads(Path(a.out).read_text())
-        if (old.get("hook"), old.get("fidelity_texts"), old.get("train_tokens")) == (hook, a.fidelity_texts, split.train_tokens):
+        same = lambda c: {k: v for k, v in c.items() if k not in NOT_TRAINING}  # noqa: E731
+        if ((old.get("hook"), old.get("fidelity_texts"), old.get("train_tokens")) == (hook, a.fidelity_texts, split.train_tokens)
+                and same(old.get("base_config", {})) == same(out["base_config"])):
             out["runs"] = [r for r in old["runs"] if r["run"] in RUNS and r["overrides"] == RUNS[r["run"]]]
     for name in names:
         if any(r["run"] == name for r in out["runs"]):
             print(f"{name}: already measured in {a.out}", flush=True)
             continue
-        cfg = dataclasses.replace(params.sae, **RUNS[name])
+        cfg = dataclasses.replace(params.sae, **{**SWEEP_BASE, **RUNS[name]})
         t = time.perf_counter()
         result = train_on_split(split, cfg, params.seed, desc=f"{name}")
         train_s = time.perf_counter() - t
