@@ -8,7 +8,7 @@
     bootstrap_mean, paired_difference     a mean over prompts or texts with its interval; two paired means
                                           (steering against unsteered, specialist ablation against control)
     auroc, column_ranks                   Mann-Whitney AUROC
-    unit_decoder, best_match, pair_stability, mean_and_spread
+    unit_rows, unit_decoder, best_match, pair_stability, mean_and_spread
                                           seed-to-seed stability (below)
 
 Seed-to-seed stability: do the features survive another training seed?
@@ -311,10 +311,15 @@ def paired_difference(a, b, rng: np.random.Generator, n_boot: int = 1000, alpha:
 STABLE_COSINE = 0.7
 
 
+def unit_rows(W) -> torch.Tensor:
+    """Rows of a matrix (array or tensor) scaled to unit norm (float32; zero rows stay zero)."""
+    w = torch.as_tensor(W).detach().float()
+    return w / w.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+
 def unit_decoder(sae) -> torch.Tensor:
     """[d_sae, d_in] decoder rows scaled to unit norm (float32)."""
-    w = sae.W_dec.detach().float()
-    return w / w.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    return unit_rows(sae.W_dec)
 
 
 def best_match(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:

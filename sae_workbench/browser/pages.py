@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..activations import TokenTable
-from ..analysis.stats import _category_aurocs, _onehot, best_match, column_ranks  # the analysis's own AUROC and matching code
+from ..analysis.stats import _category_aurocs, _onehot, best_match, column_ranks, unit_rows  # the analysis's own AUROC and matching code
 from ..config import CATEGORIES
 from ..features import FeatureTable
 
@@ -159,14 +159,9 @@ def _top_pairs(sim: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(sim, idx, axis=1)
 
 
-def _unit_rows(W) -> torch.Tensor:
-    w = torch.as_tensor(W, dtype=torch.float32)
-    return w / w.norm(dim=1, keepdim=True).clamp(min=1e-12)
-
-
 def decoder_neighbours(W_dec: np.ndarray, n: int = N_NEAR, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Per feature, the n other features with the highest decoder cosine."""
-    u = _unit_rows(W_dec)
+    u = unit_rows(W_dec)
     idx, val = [], []
     for s in range(0, u.shape[0], chunk):
         sim = (u[s:s + chunk] @ u.T).numpy()
@@ -225,8 +220,8 @@ def selectivity(ft: FeatureTable, table: TokenTable, categories=CATEGORIES) -> n
 def seed_matches(W_dec: np.ndarray, seeds: dict[int, np.ndarray]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per further seed: each feature's best decoder cosine in that seed's SAE, and the matched feature
     (analysis.stats.best_match, as the seeds stage matches them)."""
-    mine = _unit_rows(W_dec)
-    return {s: best_match(mine, _unit_rows(W)) for s, W in seeds.items()}
+    mine = unit_rows(W_dec)
+    return {s: best_match(mine, unit_rows(W)) for s, W in seeds.items()}
 
 
 def feature_pages(
