@@ -79,5 +79,5 @@ def find_pages(*needles: str) -> list[int]:
 
 if __name__ == "__main__":
     html_highlights(HERE / "html-highlights.png")
-    pdf_pages(HERE / "pdf-pages.png", find_pages("We extract", "Category specialists at", "Opacity is proportional"))
+    pdf_pages(HERE / "pdf-pages.png", find_pages("We encode", "Category specialists at", "Opacity is proportional"))
     print("wrote", HERE / "html-highlights.png", HERE / "pdf-pages.png")
