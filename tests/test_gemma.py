@@ -177,22 +177,28 @@ def test_pretrained_sae_offline_is_one_line_and_fast(params, tmp_path):
         load_sae(pretrained, "blocks.9.hook_attn_out", tmp_path)
 
 
-def test_steered_generation_moves_towards_the_feature(gemma):
-    """Adding a feature's decoder direction during generation raises the feature's own
-    activation on the generated tokens, as the unsteered model reads them too."""
+def _unit_sae(hook: str, seed: int, d_sae: int = 32):
+    """An SAE at a Gemma hook whose features are seeded random unit directions (encoder = decoder^T)."""
     from sae_lens.saes.sae import SAEMetadata
     from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 
-    from sae_workbench.steer.generation import steer_generation
-
-    hook = "blocks.9.hook_resid_post"
-    sae = StandardSAE(StandardSAEConfig(d_in=640, d_sae=32, metadata=SAEMetadata(hook_name=hook)))
+    sae = StandardSAE(StandardSAEConfig(d_in=640, d_sae=d_sae, metadata=SAEMetadata(hook_name=hook)))
     with torch.no_grad():
-        d = torch.nn.functional.normalize(torch.randn(32, 640, generator=torch.Generator().manual_seed(0)), dim=-1)
+        d = torch.nn.functional.normalize(torch.randn(d_sae, 640, generator=torch.Generator().manual_seed(seed)), dim=-1)
         sae.W_dec.copy_(d)
         sae.W_enc.copy_(d.T)
         sae.b_enc.zero_()
         sae.b_dec.zero_()
+    return sae
+
+
+def test_steered_generation_moves_towards_the_feature(gemma):
+    """Adding a feature's decoder direction during generation raises the feature's own
+    activation on the generated tokens, as the unsteered model reads them too."""
+    from sae_workbench.steer.generation import steer_generation
+
+    hook = "blocks.9.hook_resid_post"
+    sae = _unit_sae(hook, seed=0)
     prompt = torch.tensor([gemma.tokenize("The weather today is", 16).ids])
     rows = steer_generation(gemma, sae, 3, hook, 100.0, [0.0, 4.0], [prompt], max_new_tokens=4)
     assert [len(r["continuation_ids"]) for r in rows] == [4, 4] and all(isinstance(r["continuation"], str) for r in rows)
@@ -204,19 +210,10 @@ def test_steering_prompts_of_other_lengths_in_one_left_padded_batch_equals_each_
     """The steer stage runs every prompt in one left-padded batch: on Gemma 3 (rotary
     positions, sliding-window layers, key-value cache) each prompt's continuation and
     measures are those it gets alone."""
-    from sae_lens.saes.sae import SAEMetadata
-    from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
-
     from sae_workbench.steer.generation import steer_generation
 
     hook = "blocks.9.hook_resid_post"
-    sae = StandardSAE(StandardSAEConfig(d_in=640, d_sae=32, metadata=SAEMetadata(hook_name=hook)))
-    with torch.no_grad():
-        d = torch.nn.functional.normalize(torch.randn(32, 640, generator=torch.Generator().manual_seed(1)), dim=-1)
-        sae.W_dec.copy_(d)
-        sae.W_enc.copy_(d.T)
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
+    sae = _unit_sae(hook, seed=1)
     prompts = [torch.tensor([gemma.tokenize(p, 16).ids]) for p in ("After dinner we", "The old house at the end of the street")]
     assert prompts[0].shape[1] != prompts[1].shape[1]
     together = steer_generation(gemma, sae, 3, hook, 100.0, [0.0, 2.0], prompts, max_new_tokens=6)
