@@ -45,10 +45,11 @@ def log_probs(model, resid: torch.Tensor) -> torch.Tensor:
 
     The unembedding multiplies by W_U [d_model, vocab] as it is stored (x @ W_U + b_U), not
     by TransformerLens's [vocab, d_model] copy (F.linear): under the pinned numerics
-    (MKL's COMPATIBLE branch) that kernel is 1.5x slower for a generation step's few rows
-    and 1.6x for 70 (measured on Gemma 3's 262k vocabulary: 2 rows 44 -> 30 ms, 70 rows
-    566 -> 344 ms), and the copy costs 671 MB. The values differ from TransformerLens's
-    own logits in the last bits (tests/steer/test_steer_generation.py bounds them)."""
+    (MKL's COMPATIBLE branch) that kernel is slower for the few rows of a generation step
+    (bench/results/generation_step.json, Gemma 3's 262k vocabulary: 2 rows 51 -> 33 ms,
+    70 rows 664 -> 423 ms), and the copy costs 671 MB. The values differ from
+    TransformerLens's own logits in the last bits (at most 5.5e-6 there, the same argmax;
+    tests/steer/test_steer_generation.py bounds them)."""
     from transformer_lens.utilities.activation_functions import apply_softcap
 
     x = model.ln_final(resid) if getattr(model.cfg, "normalization_type", None) is not None else resid
