@@ -86,7 +86,8 @@ def randomize_weights(handle: ModelHandle, seed: int) -> ModelHandle:
     g = torch.Generator().manual_seed(seed)
     for _, p in sorted(handle.model.named_parameters(), key=lambda kv: kv[0]):
         if p.dim() >= 2:
-            mean, std = p.float().mean(), p.float().std()
+            w = p.float().contiguous()  # the logical order whatever the storage (models.keep_attention_weight_layouts)
+            mean, std = w.mean(), w.std()
             p.copy_((torch.randn(p.shape, generator=g) * std + mean).to(p.dtype))
     return handle
 

@@ -180,8 +180,47 @@ def _load_gguf(profile: ProfileConfig, device: str) -> ModelHandle:
                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     del hf
     model.eval()
-    keep_gated_mlp_weight_layouts(model)
+    keep_weight_layouts(model)
     return ModelHandle(model=model, tokenizer=tok, profile=profile, prepend_bos=True)
+
+
+def keep_weight_layouts(model) -> None:
+    """Make a HookedTransformer multiply by its weights without copying them on every pass:
+    its gated MLPs' (`keep_gated_mlp_weight_layouts`) and its attention's
+    (`keep_attention_weight_layouts`). Same values, same layouts, same kernels: the same bytes."""
+    keep_gated_mlp_weight_layouts(model)
+    keep_attention_weight_layouts(model)
+
+
+def keep_attention_weight_layouts(model) -> None:
+    """Store each attention layer's W_Q, W_K, W_V and W_O so that TransformerLens's own
+    rearrangement of them into F.linear's layout is a view, not a copy.
+
+    TransformerLens keeps W_Q [head, d_model, d_head] and, on every forward pass,
+    rearranges it to [(head d_head), d_model] (`utilities.attention.simple_attn_linear`,
+    a permute and a reshape, which copies a contiguous tensor), likewise W_K and W_V, and
+    W_O [head, d_head, d_model] to [d_model, (head d_head)] (`.contiguous()`): 118 MB a
+    pass for Gemma 3 270M, whatever the number of tokens. Here each weight's storage is
+    F.linear's layout and the parameter a permuted view of it: the same values in every
+    element, so anything reading the parameter sees what it saw; TransformerLens's
+    permute then yields the contiguous layout its copy had, and its reshape and
+    `.contiguous()` return it without copying: the same kernel on the same bytes
+    (tests/test_gemma.py compares the residual stream, greedy tokens and a gradient).
+    In-place changes to a weight keep the layout. Skipped where TransformerLens
+    multiplies these weights another way (4-bit weights, split q/k/v inputs, attn_in)."""
+    from transformer_lens.components.abstract_attention import AbstractAttention
+
+    for module in model.modules():
+        cfg = getattr(module, "cfg", None)
+        if not isinstance(module, AbstractAttention) or cfg.load_in_4bit or cfg.use_split_qkv_input or cfg.use_attn_in:
+            continue
+        for name in ("W_Q", "W_K", "W_V", "_W_K", "_W_V"):  # [head, d_model, d_head]: storage [head, d_head, d_model]
+            w = module._parameters.get(name)
+            if w is not None and w.dim() == 3 and w.shape[0] > 1:  # one head: the reshape is a view already
+                w.data = w.data.transpose(1, 2).contiguous().transpose(1, 2)
+        w = module._parameters.get("W_O")  # [head, d_head, d_model]: storage [d_model, head, d_head]
+        if w is not None and w.dim() == 3:
+            w.data = w.data.permute(2, 0, 1).contiguous().permute(1, 2, 0)
 
 
 def keep_gated_mlp_weight_layouts(model) -> None:
@@ -314,7 +353,7 @@ def load_model(profile: ProfileConfig, device: str = "cpu") -> ModelHandle:
     except Exception as e:  # network errors surface as many types (OSError, requests, hub errors)
         raise ModelUnavailable(hub_error_line(f"model {profile.name!r}", e)) from None
     model.eval()
-    keep_gated_mlp_weight_layouts(model)
+    keep_weight_layouts(model)
     return ModelHandle(model=model, tokenizer=model.tokenizer, profile=profile, prepend_bos=True)
 
 

@@ -144,6 +144,62 @@ def test_kept_mlp_weight_layouts_give_transformer_lens_own_bytes(gemma):
     assert not torch.equal(before, changed) and torch.equal(before, after)
 
 
+def test_kept_attention_weight_layouts_give_transformer_lens_own_bytes(gemma):
+    """models.keep_attention_weight_layouts: W_Q and W_O (4 heads; W_K and W_V have one
+    head, whose rearrangement is a view already, and are left alone) are stored so that
+    TransformerLens's rearrangement is a view; the residual stream, greedy tokens and the
+    gradient an attribution takes are byte-identical to the weights stored as
+    TransformerLens stores them, every parameter reads the same values, and a weight
+    changed in place keeps its layout and is seen at once."""
+    import einops
+
+    from sae_workbench.steer.generation import greedy_continuation
+
+    model = gemma.model
+    attn = model.blocks[0].attn
+    w = einops.rearrange(attn.W_Q, "head_index d_model d_head -> (head_index d_head) d_model")
+    assert w.data_ptr() == attn.W_Q.data_ptr() and w.is_contiguous(), "load_model did not keep the layouts"
+    assert attn._W_K.shape[0] == 1 and attn._W_K.is_contiguous()
+    ids = torch.tensor([gemma.tokenize(TEXTS[0], 32).ids, gemma.tokenize(TEXTS[2], 32).ids[: len(gemma.tokenize(TEXTS[0], 32).ids)]])
+    kept_params = {n: p for n, p in model.named_parameters() if n.endswith(("W_Q", "W_O")) and not p.is_contiguous()}
+    assert len(kept_params) == 2 * model.cfg.n_layers
+
+    def run():
+        with torch.no_grad():
+            resid = final_residual(gemma, ids)
+            gen = greedy_continuation(gemma, ids, 4)
+        x = model.embed(ids).detach().requires_grad_(True)
+        model.blocks[1].attn(x, x, x).sum().backward()
+        values = {n: p.detach().clone() for n, p in kept_params.items()}
+        return resid, gen, x.grad, values
+
+    kept = run()
+    layouts = {n: p.data for n, p in kept_params.items()}
+    try:
+        for p in kept_params.values():
+            p.data = p.data.contiguous()  # as TransformerLens stores them
+        own = run()
+    finally:
+        for n, p in kept_params.items():
+            p.data = layouts[n]
+    for a, b in zip(kept[:3], own[:3]):
+        assert torch.equal(a, b)
+    assert all(torch.equal(kept[3][n], own[3][n]) for n in kept_params)
+    w_o = model.blocks[3].attn.W_O
+    with torch.no_grad():
+        before = final_residual(gemma, ids)
+        w_o.mul_(2.0)
+        try:
+            assert not w_o.is_contiguous()
+            changed = final_residual(gemma, ids)
+        finally:
+            w_o.mul_(0.5)
+        after = final_residual(gemma, ids)
+    assert not torch.equal(before, changed) and torch.equal(before, after)
+    for p in model.parameters():
+        p.grad = None
+
+
 def test_ce_loss_recovered_sanity(gemma):
     toks = [gemma.tokenize(t, 64) for t in TEXTS]
     hook = "blocks.9.hook_resid_post"
