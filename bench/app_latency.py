@@ -1,6 +1,8 @@
 """Latency of the local app (`python -m sae_workbench serve`), measured over HTTP as a
 browser sees it: the prompt view of a 64-token prompt, and steering a 20-token
-continuation (steered and unsteered side by side, with the steer stage's measures).
+continuation (steered and unsteered side by side, with the steer stage's measures):
+a prompt's first run (both sides computed, in one batch) and a repeat at a new
+coefficient (the unsteered side reused, `app.workbench`).
 
 $ python bench/app_latency.py [--threads 1 2] [--prompt-reps 40] [--steer-reps 7] [--screenshot report/screenshots/app.png]
 
@@ -37,6 +39,11 @@ TEXT = ("The old lighthouse stood on the rocks at the edge of the bay, its white
         "and wind. Every evening the keeper climbed the spiral stairs, trimmed the wick and wound the clockwork that "
         "turned the great lens, so that ships far out at sea could find their way home through the dark and the fog.")
 """Cut to its first 64 tokens (`prompt_of`)."""
+
+FIRST_RUN_PROMPTS = ["The river behind the mill", "My favourite book", "In the morning the market", "The train to the city",
+                     "She opened the letter and", "Our garden in spring", "The last time I saw him", "On the radio they said",
+                     "The children ran down to", "At the top of the hill"]
+"""Steering prompts of 3-7 words, none of params.yaml's steer.prompts (the warm-up's), each steered once (a first run)."""
 
 
 def free_port() -> int:
@@ -107,13 +114,27 @@ def measure(args, threads: int) -> dict:
         post(base, "/api/steer", steer)
         load0 = os.getloadavg()
         views = [post(base, "/api/prompt", {"prompt": prompt, "hook": hook})[0] for _ in range(args.prompt_reps)]
-        steers = [post(base, "/api/steer", steer)[0] for _ in range(args.steer_reps)]
+        firsts, repeats = [], []
+        for i in range(args.steer_reps):  # a new prompt: both sides computed, in one batch
+            t, r = post(base, "/api/steer", {**steer, "prompt": FIRST_RUN_PROMPTS[i % len(FIRST_RUN_PROMPTS)] + " " * (i // len(FIRST_RUN_PROMPTS))})
+            assert not r["unsteered_reused"] or i >= len(FIRST_RUN_PROMPTS), r
+            firsts.append(t)
+        for i in range(args.steer_reps):  # the warm-up's prompt at a new coefficient: the unsteered side reused
+            t, r = post(base, "/api/steer", {**steer, "coefficient": steer["coefficient"] * (0.5 + 0.25 * i)})
+            assert r["unsteered_reused"], r
+            repeats.append(t)
         load1 = os.getloadavg()
         run = {"threads": threads, "hook": hook, "prompt_tokens": 64, "prompt_view": summary(views),
                "steer_request": {k: v for k, v in steer.items() if k != "prompt"} | {"prompt": steer["prompt"]},
-               "steering_20_tokens": summary(steers), "load_average_before_after": [list(load0), list(load1)]}
+               "steering_20_tokens": summary(firsts),
+               "steering_20_tokens_what": "first run of a prompt (FIRST_RUN_PROMPTS): steered and unsteered computed in one batch",
+               "steering_20_tokens_repeat": summary(repeats),
+               "steering_20_tokens_repeat_what": ("the warm-up's prompt and feature at coefficients 0.5, 0.75, ... x the default: "
+                                                  "the unsteered side reused, the steered side computed alone"),
+               "load_average_before_after": [list(load0), list(load1)]}
         print(f"{threads} thread(s): prompt view p50 {run['prompt_view']['p50_ms']} ms, p95 {run['prompt_view']['p95_ms']} ms; "
-              f"steering 20 tokens p50 {run['steering_20_tokens']['p50_ms']} ms", flush=True)
+              f"steering 20 tokens p50 {run['steering_20_tokens']['p50_ms']} ms (first run of a prompt), "
+              f"{run['steering_20_tokens_repeat']['p50_ms']} ms (a new coefficient)", flush=True)
         if args.screenshot and threads == args.threads[0]:
             screenshot(base, args.screenshot, steer)
         return run
@@ -166,7 +187,8 @@ def main() -> None:
     args = p.parse_args()
     runs = [measure(args, t) for t in args.threads]
     out = {"what": "local app latency over HTTP (client side, one request at a time, after warm-up): prompt view of a 64-token "
-                   "prompt; steering a 20-token continuation (steered and unsteered as one batch, with the steer stage's measures)",
+                   "prompt; steering a 20-token continuation with the steer stage's measures, a prompt's first run (steered and "
+                   "unsteered as one batch) and a new coefficient on it (the unsteered side reused)",
            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "cpu": cpu_model(), "cpus_visible": os.cpu_count(),
            "torch": version("torch"), "python": platform.python_version(), "niceness": os.nice(0), "note": args.note,
            "targets": {"prompt_view_p50_ms": 300, "prompt_view_p95_ms": 1000, "steering_20_tokens_p50_ms": 3000}, "runs": runs}

@@ -14,6 +14,12 @@ the continuations are greedy, and each is measured as the stage measures it:
 concept score (the feature read back by the unsteered model), the judge's P(category)
 (`GenerationSteering.judge`, for a specialist's category only), perplexity under the
 unsteered model, fluency and the combined score against the unsteered continuation.
+The unsteered side of a (hook, feature, prompt, length) is computed once and reused
+(`Workbench.unsteered`, the 64 most recent): a playground session steers one prompt
+at coefficient after coefficient. A first request runs both sides in one batch; a
+repeat runs the steered side alone, whose measures can differ from the batched run's
+in the last float bits (the batch of 1 takes other matrix kernels), and says so
+(`unsteered_reused`). bench/app_latency.py times both.
 
 Requests run in threads. TransformerLens registers hooks on the shared modules for
 the length of a `run_with_hooks` call, so two calls at once would see each other's
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import statistics
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -102,6 +109,28 @@ class Turns:
                 self._cond.notify_all()
 
 
+class Recent:
+    """The `size` most recently stored values by key, shared by the request threads."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+            return self._items.get(key)
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 _request = threading.local()
 """The cancel event of the request the current thread works for (Workbench.call)."""
 
@@ -176,6 +205,8 @@ class Workbench:
     """steer.generation.GenerationSteering's context (judge, prompts) for a causal LM; None for an encoder."""
     limits: Limits = field(default_factory=Limits)
     turns: Turns = field(default_factory=Turns)
+    unsteered: Recent = field(default_factory=lambda: Recent(64))
+    """Unsteered continuations with their measures, by (hook, feature, prompt ids, max_new_tokens) (`steer`)."""
 
     @classmethod
     def load(cls, params: Params, saes: str | Path, analysis: str | Path, texts: str | Path, hooks: list[str] | None = None,
@@ -291,10 +322,17 @@ class Workbench:
         cfg = self.params.steer
         run = lambda coefs, m: steer_generation(self.handle, h.sae, feature, h.hook, scale, coefs, [ids], max_new_tokens, m,  # noqa: E731
                                                 cfg.top_tokens, judge)
-        if mode == "add":
+        key = (h.hook, feature, tuple(ids[0].tolist()), max_new_tokens)
+        base = self.unsteered.get(key)
+        cached = base is not None
+        if cached:
+            (steered,) = run([float(coefficient)], mode)
+        elif mode == "add":
             base, steered = run([0.0, float(coefficient)], "add")
         else:
             (steered,), (base,) = run([float(coefficient)], "clamp"), run([0.0], "add")
+        if not cached:
+            self.unsteered.put(key, base)
         fl = fluency(steered["nll"], steered["distinct"], base["nll"], base["distinct"], cfg.max_ppl_ratio)
 
         def side(r, extra=None):
@@ -306,7 +344,7 @@ class Workbench:
         judged = f"P({category}) from the steer stage's text classifier" if judge else "no category: not a specialist at this hook, so no judge"
         return {"hook": h.hook, "feature": feature, "mode": mode, "coefficient": coefficient, "scale": scale, "scale_source": source,
                 "value": coefficient * scale, "prompt": text, "max_new_tokens": max_new_tokens, "category": category, "judge": judged,
-                "max_ppl_ratio": cfg.max_ppl_ratio, "unsteered": side(base),
+                "max_ppl_ratio": cfg.max_ppl_ratio, "unsteered_reused": cached, "unsteered": side(base),
                 "steered": side(steered, {"fluency": fl, "combined": combined(steered["classifier_prob"], fl) if judge else None})}
 
     def feature_summary(self, hook: str, feature: int) -> dict:

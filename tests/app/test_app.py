@@ -166,6 +166,29 @@ BAD = [
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_repeat_reuses_the_unsteered_side_and_steers_as_a_first_run_does(server):
+    """The playground steers one prompt at coefficient after coefficient: the unsteered side
+    of a (hook, feature, prompt, length) is computed once. A repeat gives the same unsteered
+    side, and its steered side (computed alone) is what a first run (batched with the
+    unsteered one) gives: the same tokens, the measures up to float rounding."""
+    body = {"prompt": "On the shelf by the window there is", "feature": SPECIALIST, "coefficient": 60, "mode": "add", "max_new_tokens": 6}
+    status, first = call(server, "/api/steer", body)
+    assert status == 200 and first["unsteered_reused"] is False, first
+    status, other = call(server, "/api/steer", {**body, "coefficient": -60})
+    assert status == 200 and other["unsteered_reused"] is True and other["unsteered"] == first["unsteered"]
+    assert other["steered"] != first["steered"]  # the other direction, steered anew
+    status, again = call(server, "/api/steer", body)
+    assert status == 200 and again["unsteered_reused"] is True and again["unsteered"] == first["unsteered"]
+    assert again["steered"]["continuation"] == first["steered"]["continuation"]
+    for k in ("concept_score", "perplexity", "feature_activation", "judge_score", "fluency", "combined"):
+        assert again["steered"][k] == pytest.approx(first["steered"][k], rel=1e-4, abs=1e-5), k
+    status, clamp = call(server, "/api/steer", {**body, "mode": "clamp"})  # another mode, the same unsteered side
+    assert status == 200 and clamp["unsteered_reused"] is True and clamp["unsteered"] == first["unsteered"]
+    status, longer = call(server, "/api/steer", {**body, "max_new_tokens": 7})  # another length: computed anew
+    assert status == 200 and longer["unsteered_reused"] is False
+
+
 @pytest.mark.parametrize("path, body, status, words", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_input_gets_a_one_line_4xx_and_the_app_keeps_serving(server, path, body, status, words):
     if body == "GET":
