@@ -1,9 +1,11 @@
 """Train (custom) or fetch (pre-trained) the SAE of one hook, and measure it.
 
 $ python stages/train_sae.py --hook blocks.3.hook_resid_pre
+$ torchrun --nproc_per_node 2 stages/train_sae.py --hook blocks.3.hook_resid_pre   # data-parallel
 Metrics on held-out corpus texts go to metrics/sae/<hook>.json, the training
 curve to metrics/sae_curves/<hook>.csv, the SAE (SAELens format) to
 data/saes/<hook>/. An interrupted run resumes from data/checkpoints/<hook>.pt.
+Under torchrun every process trains (sae/distributed.py); process 0 writes.
 """
 
 import sae_workbench  # noqa: F401  first: pins the numerics before torch and numpy load (determinism.py)
@@ -19,7 +21,8 @@ from sae_workbench.kinds import model_kind
 from sae_workbench.measure import measure_sae
 from sae_workbench.models import load_model
 from sae_workbench.sae.io import load_sae, save_for_saelens
-from sae_workbench.sae.train import split_activation_set, train_on_split
+from sae_workbench.sae.distributed import world
+from sae_workbench.sae.train import resolve_device, split_activation_set, train_on_split
 
 CURVE_FIELDS = ["step", "tokens", "mse", "aux", "l0", "dead_frac", "lr"]
 
@@ -40,9 +43,14 @@ def main(args, params):
     split = split_activation_set(args.acts, hook, params.sae.eval_frac, params.seed)
     out = Path(args.saes) / hook
     curve, dead, extra = [], None, {}
+    w = world(resolve_device(params.sae.device))
+    result = None
     if params.model.sae_source == "custom":
         result = train_on_split(split, params.sae, params.seed, desc=f"train_sae {hook}",
                                 checkpoint=Path(args.checkpoints) / f"{hook}.pt")
+    if not w.main:  # torchrun: process 0 writes and measures
+        return
+    if result is not None:
         save_for_saelens(result.sae, result.scale, out, hook, params.model.name)
         curve, dead = result.curve, result.dead_frac
         extra = {"architecture": params.sae.architecture, "train_tokens": split.train_tokens, "steps": result.steps}

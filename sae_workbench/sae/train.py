@@ -17,6 +17,8 @@
 - Checkpoints every checkpoint_every steps (atomic); a run started with the
   same config, seed and data resumes from the last one and ends bit-identical
   to an uninterrupted run.
+- Started by torchrun, the processes train one SAE data-parallel, each on its
+  slice of every global batch (`distributed`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ..atomic import atomic_file
 from ..config import SAEConfig
 from .base import SparseAutoencoder, TrainState
 from .buffer import ShuffledBuffer, safetensors_reader
+from .distributed import World, world
 from .relu import ReluSAE
 from .topk import BatchTopKSAE, TopKSAE
 
@@ -174,11 +177,12 @@ def make_optimizer(sae: SparseAutoencoder, lr: float, decoder_lr_mult: float = 1
     return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), fused=fused or None)
 
 
-def optimisation_step(sae: SparseAutoencoder, opt, x: torch.Tensor, state: TrainState, autocast):
+def optimisation_step(sae: SparseAutoencoder, opt, x: torch.Tensor, state: TrainState, autocast, forward=None):
     """One step: loss, backward, decoder-gradient projection, Adam, renormalisation.
-    Nothing here waits for the GPU (no .item()), so steps queue back to back."""
+    Nothing here waits for the GPU (no .item()), so steps queue back to back.
+    forward: the module to run (the SAE under DistributedDataParallel), default the SAE."""
     with autocast:
-        out = sae(x)
+        out = (forward or sae)(x)
         parts = sae.loss(x, out, state)
     opt.zero_grad(set_to_none=True)
     parts.total.backward()
@@ -188,6 +192,16 @@ def optimisation_step(sae: SparseAutoencoder, opt, x: torch.Tensor, state: Train
     if sae.unit_norm_decoder:
         sae.set_decoder_norm_to_unit()
     return out, parts
+
+
+def fired_latents(out, d_sae: int, w: World) -> torch.Tensor:
+    """Which latents fired on any token of the global batch (bool [d_sae])."""
+    if out.idx is None:
+        fired = (out.vals > 0).any(0)
+    else:
+        fired = torch.zeros(d_sae, dtype=torch.bool, device=out.vals.device)
+        fired[out.idx[out.vals > 0]] = True
+    return w.any(fired)
 
 
 def _load_checkpoint(path: Path, device) -> dict | None:
@@ -221,6 +235,8 @@ def train_sae(
     """Train one SAE on the buffer's rows. `stop_after` (tests) stops after that
     many steps with a checkpoint written, as an interruption would."""
     device = resolve_device(cfg.device)
+    w = world(device)
+    w.check_batch(cfg.batch_tokens)
     # on a GPU the matmuls run in bf16 (weights and optimizer state stay fp32)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     torch.manual_seed(seed)
@@ -240,6 +256,7 @@ def train_sae(
     if sae.unit_norm_decoder:
         sae.set_decoder_norm_to_unit()
     sae.to(device).train()
+    forward = w.wrap(sae)
     opt = make_optimizer(sae, cfg.lr, cfg.decoder_lr_mult)
     x_scale = scale.to(device) if isinstance(scale, torch.Tensor) else scale
     total = buffer.n_rows * cfg.epochs // cfg.batch_tokens
@@ -274,25 +291,23 @@ def train_sae(
             if stop_after is not None and trained >= stop_after:
                 done = True
                 break
-            x = x.to(device, non_blocking=True) * x_scale
+            x = w.local(x).to(device, non_blocking=True) * x_scale
             lr = cfg.lr * lr_factor(step, total, cfg.lr_warmup_frac, cfg.lr_decay_frac)
             for g in opt.param_groups:
                 g["lr"] = lr * g["lr_mult"]
             dead = since_fired >= cfg.dead_window_tokens
-            out, parts = optimisation_step(sae, opt, x, TrainState(step, total, dead), autocast)
-            with torch.no_grad():
-                since_fired += x.shape[0]
-                if out.idx is None:
-                    since_fired[(out.vals > 0).any(0)] = 0
-                else:
-                    since_fired[out.idx[out.vals > 0]] = 0
+            with w.peers_alive():
+                out, parts = optimisation_step(sae, opt, x, TrainState(step, total, dead), autocast, forward)
+                with torch.no_grad():
+                    since_fired += cfg.batch_tokens
+                    since_fired[fired_latents(out, sae.d_sae, w)] = 0
             if step % log_every == 0 or step == total - 1:
                 rec = {
                     "step": step,
                     "tokens": (step + 1) * cfg.batch_tokens,
-                    "mse": round(parts.mse.item() / d_in, 6),
-                    "aux": round(parts.sparsity.item(), 6),
-                    "l0": round(float(parts.l0), 3),
+                    "mse": round(w.mean(parts.mse).item() / d_in, 6),
+                    "aux": round(w.mean(parts.sparsity).item(), 6),
+                    "l0": round(float(w.mean(parts.l0)), 3),
                     "dead_frac": round(dead.float().mean().item(), 6),
                     "lr": lr,
                 }
@@ -301,14 +316,15 @@ def train_sae(
             step += 1
             trained += 1
             bar.update(1)
-            if checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            if checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and w.main:
                 _save_checkpoint(checkpoint, state())
         if done or step >= total:
             break
     bar.close()
     elapsed = time.perf_counter() - t0
     finished = not done
-    if checkpoint is not None:
+    w.barrier()  # every process is done with the checkpoint it started from
+    if checkpoint is not None and w.main:
         if finished:
             checkpoint.unlink(missing_ok=True)
         else:
