@@ -193,14 +193,17 @@ def keep_weight_layouts(model) -> None:
 
 
 def keep_attention_weight_layouts(model) -> None:
-    """Store each attention layer's W_Q, W_K, W_V and W_O so that TransformerLens's own
-    rearrangement of them into F.linear's layout is a view, not a copy.
+    """Store each attention layer's W_Q and W_O (and W_K, W_V where they have several heads)
+    so that TransformerLens's own rearrangement of them into F.linear's layout is a view,
+    not a copy.
 
     TransformerLens keeps W_Q [head, d_model, d_head] and, on every forward pass,
     rearranges it to [(head d_head), d_model] (`utilities.attention.simple_attn_linear`,
-    a permute and a reshape, which copies a contiguous tensor), likewise W_K and W_V, and
-    W_O [head, d_head, d_model] to [d_model, (head d_head)] (`.contiguous()`): 118 MB a
-    pass for Gemma 3 270M, whatever the number of tokens. Here each weight's storage is
+    a permute and a reshape, which copies unless there is one head), likewise W_K and
+    W_V, and W_O [head, d_head, d_model] to [d_model, (head d_head)] (`.contiguous()`):
+    94 MB a pass for Gemma 3 270M (4 query heads; its one-head W_K and W_V are views
+    already and left alone: stored transposed they gave other bytes), whatever the
+    number of tokens. Here each weight's storage is
     F.linear's layout and the parameter a permuted view of it: the same values in every
     element, so anything reading the parameter sees what it saw; TransformerLens's
     permute then yields the contiguous layout its copy had, and its reshape and

@@ -166,7 +166,6 @@ BAD = [
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_a_repeat_reuses_the_unsteered_side_and_steers_as_a_first_run_does(server):
     """The playground steers one prompt at coefficient after coefficient: the unsteered side
     of a (hook, feature, prompt, length) is computed once. A repeat gives the same unsteered
@@ -189,6 +188,7 @@ def test_a_repeat_reuses_the_unsteered_side_and_steers_as_a_first_run_does(serve
     assert status == 200 and longer["unsteered_reused"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path, body, status, words", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_input_gets_a_one_line_4xx_and_the_app_keeps_serving(server, path, body, status, words):
     if body == "GET":

@@ -43,8 +43,6 @@ def test_two_processes_train_the_sae_one_process_trains(arch, tmp_path):
     assert abs(a["dead_frac"] - b["dead_frac"]) <= 0.02
     for p, q in zip(a["curve"], b["curve"]):
         assert p["step"] == q["step"] and p["mse"] == pytest.approx(q["mse"], rel=1e-3, abs=1e-6)
-    # and the 2-process run differs from training on half the data: each process saw its own rows
-    assert not torch.equal(a["state"]["W_dec"], torch.zeros_like(a["state"]["W_dec"]))
 
 
 @pytest.mark.slow
