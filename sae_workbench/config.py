@@ -433,6 +433,25 @@ class ControlConfig:
 
 
 @dataclass
+class CrossModelConfig:
+    """The same questions on other models (stages/cross_model.py, sae_workbench/cross_model.py)."""
+
+    profiles: list[str] = field(default_factory=lambda: ["minilm"])
+    """Profiles of params.yaml run beside the chosen model, each at the hook of matched relative depth; [] skips."""
+    hook: str = "blocks.9.hook_resid_post"
+    """The chosen model's hook the others are matched to (by relative depth); '' skips the stage's work."""
+    corpus_texts: int = 600
+    """Corpus texts (the first ones of data/prepared/corpus.jsonl) each other model's SAE is trained on (0: all)."""
+
+    def __post_init__(self) -> None:
+        if self.hook:
+            _hook_of("cross_model.hook", self.hook)
+        if len(set(self.profiles)) != len(self.profiles):
+            raise ValueError("cross_model.profiles lists a profile twice (params.yaml)")
+        _ranges(self, "cross_model", corpus_texts="[0, 100000]")
+
+
+@dataclass
 class ExplainConfig:
     """Automatic explanations of features, scored (stages/explain.py, sae_workbench/explain/)."""
 
@@ -500,6 +519,7 @@ class Params:
     report: ReportConfig
     control: ControlConfig = field(default_factory=ControlConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    cross_model: CrossModelConfig = field(default_factory=CrossModelConfig)
     profiles: dict[str, ProfileConfig] = field(default_factory=dict)
     """Every profile of params.yaml by name (`model` is the chosen one), each checked."""
 
@@ -510,7 +530,7 @@ class Params:
         return hook
 
 
-TOP_LEVEL = ("seed", "model", "hooks", "profiles", "data", "sae", "analysis", "steer", "control", "explain", "report")
+TOP_LEVEL = ("seed", "model", "hooks", "profiles", "data", "sae", "analysis", "steer", "control", "explain", "cross_model", "report")
 
 
 def _unknown_key(key: str, known, where: str) -> ValueError:
@@ -730,6 +750,16 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ValueError(f"explain.hook {explain.hook!r} is not in hooks: {hooks} (params.yaml; '' skips the explanations)")
     if steer.hook not in hooks:
         raise ValueError(f"steer.hook {steer.hook!r} is not in hooks: {hooks}")
+    cross = _build(CrossModelConfig, raw.get("cross_model"), "cross_model")
+    if cross.hook and cross.hook not in hooks:
+        raise ValueError(f"cross_model.hook {cross.hook!r} is not in hooks: {hooks} (params.yaml; '' skips the cross-model study)")
+    for name in cross.profiles:
+        if name not in built:
+            near = difflib.get_close_matches(str(name), list(built), n=1, cutoff=0.5)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"cross_model.profiles: {name!r} is not a profile in params.yaml{hint}; choose among {', '.join(built)}")
+        if name == key:
+            raise ValueError(f"cross_model.profiles lists {name!r}, the chosen model itself: list other profiles (params.yaml)")
     return Params(
         seed=seed,
         model=model,
@@ -742,5 +772,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         report=_build(ReportConfig, raw.get("report"), "report"),
         control=control,
         explain=explain,
+        cross_model=cross,
         profiles=built,
     )

@@ -16,37 +16,29 @@ scale. Same architecture, same tokenizer, nothing learned.
     metrics = control_study(params, corpus, labelled, out_dir, real_analysis=..., ...)
 
 The study (`control_study`, behind stages/control.py): at control.hook, the
-same extraction, SAE training and specialist statistics on the control model,
+same extraction, SAE training and specialist statistics on the control model
+(`cross_model.run_model`, as every other model of the cross-model study),
 its specialists set against the trained model's on the same held-out texts
 with a paired bootstrap.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .activations import load_activation_set, load_token_table
-from .analysis.compare import specialist_strengths
+from .activations import load_token_table
 from .analysis.results import HookAnalysis
-from .analysis.stats import paired_auroc_test, specialist_statistics
 from .cli import JsonRecord, read_json, rounded
 from .config import CATEGORIES, Params
+from .cross_model import run_model, specialist_rows, versus
 from .data import Text
-from .extraction import extract_activations
-from .features import encode_sparse, load_features
-from .measure import SAEMetrics, measure_sae, rounded_as
+from .features import load_features
+from .measure import SAEMetrics, rounded_as
 from .models import ModelHandle, load_model
-from .sae.io import load_sae, save_for_saelens
-from .sae.train import split_activation_set, train_on_split
-
-SPEC_KEYS = ("feature", "heldout_auroc", "auroc_ci_low", "auroc_ci_high", "p_value", "significant")
-"""The numbers of each control specialist kept in metrics/control.json."""
 
 
 @dataclass
@@ -68,7 +60,7 @@ class ControlStudy(JsonRecord):
     specialists_significant: int = 0
     mean_heldout_auroc: float = 0.0
     specialists: dict | None = None
-    """Per category: the control's specialist (SPEC_KEYS)."""
+    """Per category: the control's specialist (cross_model.specialist_rows)."""
     trained_vs_random: dict | None = None
     """analysis.stats.paired_auroc_test of the trained model's specialists against the control's."""
     real: dict | None = None
@@ -105,51 +97,24 @@ def control_study(params: Params, corpus: list[Text], labelled: list[Text], out_
     corpus = corpus[: cfg.corpus_texts] if cfg.corpus_texts else corpus
     handle = randomize_weights(load_model(params.model), params.seed)
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".acts-") as work:
-        work = Path(work)
-        extract_activations(handle, corpus, [hook], work / "corpus", params.data.max_tokens, params.data.batch_size, "control: corpus")
-        extract_activations(handle, labelled, [hook], work / "eval", params.data.max_tokens, params.data.batch_size, "control: labelled")
-        split = split_activation_set(work / "corpus", hook, params.sae.eval_frac, params.seed)
-        result = train_on_split(split, params.sae, params.seed, desc=f"control: train_sae {hook}")
-        sae_dir = out_dir / hook
-        if sae_dir.exists():
-            shutil.rmtree(sae_dir)
-        save_for_saelens(result.sae, result.scale, sae_dir / hook, hook, params.model.name)
-        sae, _ = load_sae(params.model, hook, sae_dir)
-        rec = measure_sae(sae, split.x_eval, hook).reconstruction
-        etable, eacts = load_activation_set(work / "eval", hook)
-        strength = encode_sparse(sae, eacts).per_text_max(etable.text_index, len(etable.texts))
-
-    texts = etable.texts
-    a = params.analysis
-    spec, count = specialist_statistics(strength, [t["category"] for t in texts], [t["split"] for t in texts],
-                                        np.random.default_rng(params.seed), a.n_bootstrap, a.n_permutations, a.alpha, registers=None)
+    run = run_model(handle, params.model, hook, corpus, labelled, params, out_dir, "control", registers=False)
+    spec, count = run.specialists, run.count
     # the trained model's specialists against the control's, on the same held-out texts (paired bootstrap)
-    real_table = load_token_table(real_acts)
-    if [t["id"] for t in real_table.texts] != [t["id"] for t in texts]:
-        raise ValueError(f"{real_acts} holds other texts than the labelled texts: re-run dvc repro")
-    held = np.array([t["split"] == "heldout" for t in texts])
-    real_ft = load_features(Path(real_features) / f"{hook}.safetensors")
-    s_real = specialist_strengths(real_ft, real_table.text_index, len(texts), real.specialists)[held]
-    s_ctl = strength[:, [spec[c].feature for c in CATEGORIES]][held]
-    test = paired_auroc_test(s_real, s_ctl, [t["category"] for t, k in zip(texts, held) if k], np.random.default_rng(params.seed),
-                             a.n_bootstrap, a.alpha)
+    test = versus(load_token_table(real_acts), load_features(Path(real_features) / f"{hook}.safetensors"), real.specialists, run,
+                  params, str(real_acts))
     aurocs = [spec[c].heldout_auroc for c in CATEGORIES]
     real_m = real.metrics_json()
     return ControlStudy(
         hook=hook,
         model="random weights: every weight matrix re-drawn from N(mean, std) of the trained one (seed = params seed)",
-        train_tokens=split.train_tokens,
+        train_tokens=run.train_tokens,
         real_train_tokens=real_sae_metrics.train_tokens,
-        explained_variance=rounded_as("explained_variance", rec["explained_variance"]),
-        l0=rounded_as("l0", rec["l0"]),
-        dead_frac=rounded_as("dead_frac", result.dead_frac),
+        explained_variance=rounded_as("explained_variance", run.reconstruction["explained_variance"]),
+        l0=rounded_as("l0", run.reconstruction["l0"]),
+        dead_frac=rounded_as("dead_frac", run.dead_frac),
         specialists_significant=count.significant,
         mean_heldout_auroc=rounded(np.mean(aurocs)),
-        specialists={c: {k: rounded(v) if isinstance(v, float) else v for k, v in spec[c].to_json().items() if k in SPEC_KEYS}
-                     for c in CATEGORIES},
+        specialists=specialist_rows(spec),
         trained_vs_random=test,
         real={"specialists_significant": real_m["specialists_significant"], "mean_heldout_auroc": real_m["mean_heldout_auroc"],
               "heldout_auroc": {c: real_m["specialists"][c]["heldout_auroc"] for c in CATEGORIES if c in real_m["specialists"]}},

@@ -74,7 +74,7 @@ def _natural_key(name: str):
 
 FRONT_CHAPTERS = ("abstract", "methods", "training")
 """Chapters before the per-hook ones (executed/<name>.ipynb), in order."""
-BACK_CHAPTERS = ("compare", "steering", "explain", "discussion")
+BACK_CHAPTERS = ("compare", "steering", "explain", "models", "discussion")
 """Chapters after the per-hook ones."""
 
 

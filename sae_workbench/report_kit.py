@@ -19,6 +19,7 @@ first use (paths relative to the working directory, the repository root):
     results.seeds[h]       # SeedStudy             metrics/seeds.json[h] + data/seeds/<h>/stability.json;
                            #                       only the hooks of metrics/seeds.json ({} without the file)
     results.control        # ControlStudy          metrics/control.json, None without it
+    results.cross_model    # CrossModelStudy       metrics/cross_model.json, None without it
     results.pretrained     # PretrainedComparison  metrics/pretrained.json, None without it
 
 `read` is left for outputs that have no type.
@@ -48,6 +49,7 @@ from .analysis.baselines import Baselines
 from .analysis.results import HookAnalysis, HookComparison, SeedStudy
 from .config import CATEGORIES, Params, load_params
 from .control import ControlStudy
+from .cross_model import CrossModelStudy
 from .explain.study import ExplainStudy
 from .data import read_texts
 from .kinds.wording import CausalLM, Encoder, worded
@@ -159,6 +161,11 @@ class Outputs:
     def control(self) -> ControlStudy | None:
         d = self._read_if_there("metrics/control.json")
         return None if d is None else ControlStudy.from_json(d)
+
+    @cached_property
+    def cross_model(self) -> CrossModelStudy | None:
+        d = self._read_if_there("metrics/cross_model.json")
+        return None if d is None else CrossModelStudy.from_json(d)
 
     @cached_property
     def pretrained(self) -> PretrainedComparison | None:

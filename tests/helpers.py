@@ -33,6 +33,8 @@ MINILM = {
     "sae.seed_hooks": ["blocks.5.hook_resid_pre"],
     "control.hook": "blocks.5.hook_resid_pre",
     "explain.hook": "blocks.5.hook_resid_pre",
+    "cross_model.hook": "blocks.5.hook_resid_pre",
+    "cross_model.profiles": ["gemma"],
 }
 """What switching params.yaml to the MiniLM profile takes (README)."""
 
@@ -47,6 +49,7 @@ def raw_params(profile: str | None = None) -> dict:
         raw["steer"]["hook"] = MINILM["steer.hook"]
         raw["sae"]["seed_hooks"], raw["control"]["hook"] = MINILM["sae.seed_hooks"], MINILM["control.hook"]
         raw["explain"]["hook"] = MINILM["explain.hook"]
+        raw["cross_model"]["hook"], raw["cross_model"]["profiles"] = MINILM["cross_model.hook"], list(MINILM["cross_model.profiles"])
     elif profile is not None:
         raise ValueError(profile)
     return raw

@@ -78,6 +78,15 @@ def _params(tmp_path, **changes):
         ({"control": None}, "params.yaml has no control.hook"),
         ({"sae.seed_hooks": ["blocks.4.hook_resid_post"]}, "sae.seed_hooks lists 'blocks.4.hook_resid_post', which is not in hooks"),
         ({"control.hook": "blocks.4.hook_resid_post"}, "control.hook 'blocks.4.hook_resid_post' is not in hooks"),
+        ({"cross_model.hook": "blocks.4.hook_resid_post"}, r"^cross_model.hook 'blocks.4.hook_resid_post' is not in hooks"),
+        ({"cross_model.profiles": ["minlm"]}, r"^cross_model.profiles: 'minlm' is not a profile in params.yaml \(did you mean 'minilm'\?\)"),
+        ({"cross_model.profiles": ["gemma"]}, r"^cross_model.profiles lists 'gemma', the chosen model itself"),
+        ({"cross_model.profiles": ["minilm", "minilm"]}, r"^cross_model.profiles lists a profile twice"),
+        ({"cross_model.profiles": "minilm"}, r"^cross_model.profiles must be a list of strings"),
+        ({"cross_model.corpus_texts": -5}, r"^cross_model.corpus_texts must be an integer in \[0, 100000\], got -5 \(params.yaml\)$"),
+        ({"cross_model.hook": "blocks.x"}, r"^cross_model.hook: hook 'blocks.x' is not supported"),
+        ({"cross_model": None}, r"^params.yaml has no cross_model.profiles"),
+        ({"cross_modl": {}}, "did you mean 'cross_model'"),
     ],
 )
 def test_bad_params_are_rejected(tmp_path, change, message):
@@ -159,7 +168,7 @@ def test_other_profiles_load(minilm_params, tmp_path):
     assert minilm_params.model.kind == "encoder" and minilm_params.model.loader == "bridge"
     raw = raw_params()
     raw["model"], raw["hooks"], raw["steer"]["hook"] = "gpt2", ["blocks.8.hook_resid_pre"], "blocks.8.hook_resid_pre"
-    raw["sae"]["seed_hooks"], raw["control"]["hook"], raw["explain"]["hook"] = [], "", ""
+    raw["sae"]["seed_hooks"], raw["control"]["hook"], raw["explain"]["hook"], raw["cross_model"]["hook"] = [], "", "", ""
     gpt2 = load_params(write_params(raw, tmp_path / "params.yaml"))
     assert gpt2.model.kind == "causal_lm" and gpt2.model.pretrained_sae("blocks.8.hook_resid_pre") == ("gpt2-small-res-jb", "blocks.8.hook_resid_pre")
 

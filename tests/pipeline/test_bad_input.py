@@ -219,7 +219,7 @@ def test_missing_executed_chapter_fails_and_keeps_the_previous_report(tmp_path):
     (report / "executed").mkdir(parents=True)
     shutil.copy(ROOT / "report" / "_quarto.yml", report / "_quarto.yml")
     hooks = yaml.safe_load((ROOT / "params.yaml").read_text())["hooks"]
-    names = ["abstract", "methods", "training", *[f"hook-{h}" for h in hooks], "compare", "steering", "explain", "discussion"]
+    names = ["abstract", "methods", "training", *[f"hook-{h}" for h in hooks], "compare", "steering", "explain", "models", "discussion"]
     for n in names:
         if n != "steering":
             nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {n}\n\ntext")]), report / "executed" / f"{n}.ipynb")

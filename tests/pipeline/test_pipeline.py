@@ -26,6 +26,7 @@ TINY = {
     "steer": {"hook": "blocks.2.hook_resid_pre", "coefficients": [-2.0, 0.0, 2.0, 4.0], "n_texts": 10},
     "control": {"hook": "blocks.2.hook_resid_pre", "corpus_texts": 60},
     "explain": {"hook": "blocks.2.hook_resid_pre", "n_random": 3, "n_examples": 4, "n_score": 3, "window": 12, "max_explanation_tokens": 10},
+    "cross_model": {"hook": "blocks.2.hook_resid_pre", "profiles": ["gemma"], "corpus_texts": 20},
 }
 SAE_KEYS = {"l0", "explained_variance", "mse", "dead_frac", "dense_frac", "d_sae", "eval_tokens", "fidelity", "architecture"}
 ANALYSIS_KEYS = {
@@ -95,7 +96,7 @@ def test_every_declared_metric_exists_with_its_keys(tiny_run):
     comp = files["metrics/compare.json"]["data"]
     assert set(comp["significant_by_hook"]) == set(TINY["hooks"])
     # seeds: the first seed is train_sae's SAE, the second trained by the seeds stage
-    assert {"metrics/seeds.json", "metrics/control.json", "metrics/pretrained.json"} <= set(files)  # declared metrics DVC reads
+    assert {"metrics/seeds.json", "metrics/control.json", "metrics/pretrained.json", "metrics/cross_model.json"} <= set(files)  # declared metrics DVC reads
     read = lambda rel: json.loads((tiny_run / rel).read_text())  # whole files: dvc metrics show keeps numbers only
     seeds = read("metrics/seeds.json")["blocks.2.hook_resid_pre"]
     first = json.loads((tiny_run / "metrics/sae/blocks.2.hook_resid_pre.json").read_text())
@@ -114,6 +115,17 @@ def test_every_declared_metric_exists_with_its_keys(tiny_run):
     real = json.loads((tiny_run / "metrics/analysis/blocks.2.hook_resid_pre.json").read_text())
     assert ctl["real"]["mean_heldout_auroc"] == real["mean_heldout_auroc"] and ctl["mean_heldout_auroc"] != real["mean_heldout_auroc"]
     assert comp["components_vs_resid"]["blocks.1.hook_mlp_out"]["resid_hook"] == "blocks.2.hook_resid_pre"
+    # the cross-model study: MiniLM (chosen) at blocks.2 of 6 layers, Gemma at blocks.8 of 18 (both half-way), the control
+    cm = read("metrics/cross_model.json")
+    rows = {r["profile"]: r for r in cm["rows"]}
+    assert list(rows) == ["minilm", "gemma", "random"] and rows["gemma"]["hook"] == "blocks.8.hook_resid_pre"
+    assert rows["minilm"]["mean_heldout_auroc"] == real["mean_heldout_auroc"] and rows["random"]["mean_heldout_auroc"] == ctl["mean_heldout_auroc"]
+    g = rows["gemma"]
+    assert g["kind"] == "causal_lm" and set(g["fidelity"]) >= {"ce_clean", "ce_sae", "kl_sae"} and g["l0"] == pytest.approx(16, abs=0.01)
+    assert 0 < g["train_tokens"] and 0 <= g["specialists_significant"] <= 7 and set(g["specialists"]) == set(an["specialists"])
+    assert sum(g["specialist_vs_diffmean"].values()) == 7 and g["diffmean_gap"] == pytest.approx(g["mean_heldout_auroc"] - g["mean_diffmean_auroc"], abs=2e-6)
+    assert set(cm["versus"]) == {"gemma", "random"} and cm["versus"]["random"] == ctl["trained_vs_random"]
+    assert cm["versus"]["gemma"]["verdict"] in {"stronger", "weaker", "no_difference"} and cm["versus"]["gemma"]["n_texts"] == ctl["trained_vs_random"]["n_texts"]
 
 
 def test_every_result_reads_back_through_the_type_that_wrote_it(tiny_run):
@@ -123,6 +135,7 @@ def test_every_result_reads_back_through_the_type_that_wrote_it(tiny_run):
     from sae_workbench.browser import read_index, read_page
     from sae_workbench.browser.site import _read_js
     from sae_workbench.control import ControlStudy
+    from sae_workbench.cross_model import CrossModelStudy
     from sae_workbench.measure import PretrainedComparison, SAEMetrics
     from sae_workbench.steer.study import SteerStudy
 
@@ -143,7 +156,8 @@ def test_every_result_reads_back_through_the_type_that_wrote_it(tiny_run):
         st = SeedStudy.from_json(entry, details)
         assert st.metrics_json() == entry and st.details_json() == details
         checked += 1
-    for rel, typ in (("metrics/control.json", ControlStudy), ("metrics/pretrained.json", PretrainedComparison)):
+    for rel, typ in (("metrics/control.json", ControlStudy), ("metrics/pretrained.json", PretrainedComparison),
+                     ("metrics/cross_model.json", CrossModelStudy)):
         assert typ.from_json(read(rel)).to_json() == read(rel)
     for h in TINY["hooks"]:  # the feature browser's data files
         site = tiny_run / "report/browser" / h

@@ -11,6 +11,7 @@ import pytest
 from sae_workbench.analysis.results import HookAnalysis, HookComparison, SeedStudy, Specialist, SpecialistCount
 from sae_workbench.cli import write_json
 from sae_workbench.control import ControlStudy
+from sae_workbench.cross_model import CrossModelStudy
 from sae_workbench.measure import PretrainedComparison, SAEMetrics
 from sae_workbench.report_kit import outputs
 from sae_workbench.steer.embedding import SteerResult
@@ -97,13 +98,15 @@ def test_outputs_reads_each_output_as_its_type(tmp_path):
 
 def test_outputs_reads_lazily_and_optional_outputs_may_be_absent(tmp_path):
     results = outputs(HOOKS, tmp_path)  # nothing written: nothing read yet
-    assert results.control is None and results.pretrained is None and dict(results.seeds) == {}
+    assert results.control is None and results.pretrained is None and results.cross_model is None and dict(results.seeds) == {}
     with pytest.raises(FileNotFoundError):
         results.sae[HOOKS[0]]
     write_json(tmp_path / f"metrics/sae/{HOOKS[1]}.json", _sae(HOOKS[1]).to_json())
     assert results.sae[HOOKS[1]] == _sae(HOOKS[1])  # one hook's file is enough for that hook
     write_json(tmp_path / "metrics/control.json", ControlStudy(hook=None, skipped="control.hook is empty").to_json())
     assert outputs(HOOKS, tmp_path).control.skipped == "control.hook is empty"
+    write_json(tmp_path / "metrics/cross_model.json", CrossModelStudy(hook=None, skipped="cross_model.profiles is empty").to_json())
+    assert outputs(HOOKS, tmp_path).cross_model.skipped == "cross_model.profiles is empty"
 
 
 def _code(notebook: Path) -> str:
@@ -113,7 +116,7 @@ def _code(notebook: Path) -> str:
 
 def test_chapters_read_typed_outputs_only_through_outputs():
     notebooks = sorted((ROOT / "report").glob("*.ipynb"))
-    assert len(notebooks) == 8
+    assert len(notebooks) == 9
     read_call = re.compile(r"""\bread\(\s*f?["']([^"']*)""")
     for nb in notebooks:
         paths = read_call.findall(_code(nb))
