@@ -84,6 +84,15 @@ def _hook_of(key: str, hook: str) -> int:
         raise ValueError(f"{key}: {e} (params.yaml)") from None
 
 
+def matched_hook(hook: str, n_layers: int, other_layers: int) -> str:
+    """The hook of the same kind in a model of `other_layers` layers at the nearest relative
+    depth: layer l of n sits (l + 1) / n of the way up (ties: the shallower layer)."""
+    layer = hook_layer(hook)
+    depth = (layer + 1) / n_layers
+    other = min(range(other_layers), key=lambda j: (abs((j + 1) / other_layers - depth), j))
+    return hook.replace(f"blocks.{layer}.", f"blocks.{other}.", 1)
+
+
 def hook_layer(hook: str) -> int:
     """Layer index of a hook name such as 'blocks.3.hook_resid_pre'."""
     m = HOOK_RE.match(hook)

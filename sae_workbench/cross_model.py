@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ from .analysis.compare import specialist_strengths
 from .analysis.results import HookAnalysis, Specialist, SpecialistCount
 from .analysis.stats import paired_auroc_test, specialist_statistics
 from .cli import JsonRecord, read_json, rounded
-from .config import CATEGORIES, Params, ProfileConfig, hook_layer
+from .config import CATEGORIES, Params, ProfileConfig, hook_layer, matched_hook
 from .data import Text
 from .extraction import extract_activations
 from .features import FeatureTable, encode_sparse, load_features
@@ -57,15 +57,6 @@ from .sae.train import split_activation_set, train_on_split
 
 SPEC_KEYS = ("feature", "heldout_auroc", "auroc_ci_low", "auroc_ci_high", "p_value", "significant")
 """The numbers of each specialist kept in a study's JSON."""
-
-
-def matched_hook(hook: str, n_layers: int, other_layers: int) -> str:
-    """The hook of the same kind in a model of `other_layers` layers at the nearest relative
-    depth: layer l of n sits (l + 1) / n of the way up (ties: the shallower layer)."""
-    layer = hook_layer(hook)
-    depth = (layer + 1) / n_layers
-    other = min(range(other_layers), key=lambda j: (abs((j + 1) / other_layers - depth), j))
-    return hook.replace(f"blocks.{layer}.", f"blocks.{other}.", 1)
 
 
 @dataclass
@@ -109,7 +100,7 @@ def run_model(handle: ModelHandle, profile: ProfileConfig, hook: str, corpus: li
         if out.exists():
             shutil.rmtree(out)
         save_for_saelens(result.sae, result.scale, out / hook, hook, profile.name)
-        sae, _ = load_sae(profile, hook, out)
+        sae, _ = load_sae(replace(profile, sae_source="custom"), hook, out)  # trained here, whatever the profile's own source
         held = split.held_texts(fidelity_texts) if fidelity_texts else []
         measured = measure_sae(sae, split.x_eval, hook, handle, model_kind(profile), held, d.max_tokens)
         table, acts = load_activation_set(work / "eval", hook)

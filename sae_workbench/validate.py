@@ -20,8 +20,9 @@ reaches a stage whose outputs DVC has deleted.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
-from .config import Params, ProfileConfig
+from .config import Params, ProfileConfig, matched_hook
 from .data import Text, check_corpus_counts, validate_labelled
 from .kinds import model_kind
 from .models import ModelDims, model_dims, transformer_lens_knows
@@ -31,8 +32,9 @@ from .sae.train import architecture_builder, resolve_device
 
 def check_profile(key: str, profile: ProfileConfig, chosen: bool) -> ModelDims | None:
     """The profile's kind is registered and its n_layers is the model's; returns the model's
-    dims (None if unknown without loading it). A profile not chosen may name a package not
-    installed here (it is only checked when `model` selects it)."""
+    dims (None if unknown without loading it). A profile neither chosen nor studied by the
+    cross_model stage (`chosen` False) may name a package not installed here (it is only
+    checked once `model` or cross_model.profiles selects it)."""
     try:
         model_kind(profile)
     except ValueError as e:
@@ -105,11 +107,15 @@ def memory_bytes() -> int | None:
 def check_pipeline(params: Params, texts: list[Text], texts_path: str = "the labelled texts") -> list[str]:
     """Raise ValueError (one line naming the key or text) on anything a later stage would refuse;
     returns notes on what could not be checked without loading the model."""
-    notes, chosen = [], None
+    notes, chosen, others = [], None, {}
+    cross = params.cross_model
+    studied = set(cross.profiles) if cross.hook and params.model.sae_source == "custom" else set()
     for key, profile in (params.profiles or {params.model_key: params.model}).items():
-        dims = check_profile(key, profile, key == params.model_key)
+        dims = check_profile(key, profile, key == params.model_key or key in studied)
         if key == params.model_key:
             chosen = dims
+        elif key in studied:
+            others[key] = dims
     check_hub(params.model_key, params.model, params.hooks)
     architecture_builder(params.sae.architecture)
     if chosen is None:
@@ -127,6 +133,13 @@ def check_pipeline(params: Params, texts: list[Text], texts_path: str = "the lab
             parts = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in need.items())
             raise ValueError(f"{key} is too large for this machine: SAE training would hold about {sum(need.values()) / 1e9:.0f} GB "
                              f"({parts} GB), more than half its {have / 1e9:.0f} GB of memory (params.yaml)")
+    for key, dims in others.items():  # the cross_model stage loads these and trains its own SAEs on them
+        profile = replace(params.profiles[key], sae_source="custom")
+        check_hub(key, profile, [matched_hook(cross.hook, params.model.n_layers, profile.n_layers)])
+        if dims is not None and params.sae.k > params.sae.expansion * dims.d_model:
+            raise ValueError(f"sae.k must be an integer in [1, {params.sae.expansion * dims.d_model}] for cross_model.profiles' {key} "
+                             f"(sae.expansion {params.sae.expansion} x d_model {dims.d_model} of {profile.name}), got {params.sae.k}: lower sae.k "
+                             f"or leave {key} out of cross_model.profiles (params.yaml)")
     resolve_device(params.sae.device)
     check_corpus_counts(params.data)
     validate_labelled(texts)

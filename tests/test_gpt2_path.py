@@ -70,7 +70,7 @@ def test_gpt2_profile_offline_is_one_clear_line(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"] = "gpt2"
     params["hooks"], params["steer"]["hook"] = ["blocks.8.hook_resid_pre"], "blocks.8.hook_resid_pre"
-    params["sae"]["seed_hooks"], params["control"]["hook"], params["explain"]["hook"] = [], "", ""
+    params["sae"]["seed_hooks"], params["control"]["hook"], params["explain"]["hook"], params["cross_model"]["hook"] = [], "", "", ""
     p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump(params))
     out = tmp_path / "acts"

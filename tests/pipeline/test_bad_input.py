@@ -167,7 +167,7 @@ def test_corrupt_activation_and_sae_files(tmp_path, case, corrupt, message):
 def test_truncated_metrics_file_names_it(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["hooks"], params["steer"]["hook"] = [HOOK], HOOK
-    params["sae"]["seed_hooks"], params["control"]["hook"], params["explain"]["hook"] = [], "", ""
+    params["sae"]["seed_hooks"], params["control"]["hook"], params["explain"]["hook"], params["cross_model"]["hook"] = [], "", "", ""
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     m = tmp_path / "metrics" / f"{HOOK}.json"
     m.parent.mkdir()
