@@ -549,6 +549,13 @@ def _unknown_key(key: str, known, where: str) -> ValueError:
     return ValueError(f"unknown key {where + str(key)!r} in params.yaml; {hint}")
 
 
+def _not_a_profile(where: str, name, profiles) -> ValueError:
+    """One line: `name` (given at `where`) is not among params.yaml's profiles, the nearest suggested."""
+    near = difflib.get_close_matches(str(name), [str(p) for p in profiles], n=1, cutoff=0.5)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return ValueError(f"{where}: {name!r} is not a profile in params.yaml{hint}; choose one of {', '.join(map(str, profiles))}")
+
+
 def _type_ok(value, tp) -> bool:
     """Whether a YAML value matches a field annotation (int, float, str, bool, X | None, list[X], dict[K, V])."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -726,9 +733,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ValueError(f"profiles in params.yaml must be a mapping of profile names to profiles, got {profiles!r}")
     key = raw.get("model")
     if not isinstance(key, str) or key not in profiles:
-        near = difflib.get_close_matches(str(key), list(profiles), n=1, cutoff=0.5)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ValueError(f"model: {key!r} is not a profile in params.yaml{hint}; choose one of {', '.join(map(str, profiles))}")
+        raise _not_a_profile("model", key, profiles)
     # every profile is checked, not only the chosen one: a switch of `model` must not meet a bad one
     built = {name: _build(ProfileConfig, prof, f"profiles.{name}", complete=False) for name, prof in profiles.items()}
     model = built[key]
@@ -764,9 +769,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ValueError(f"cross_model.hook {cross.hook!r} is not in hooks: {hooks} (params.yaml; '' skips the cross-model study)")
     for name in cross.profiles:
         if name not in built:
-            near = difflib.get_close_matches(str(name), list(built), n=1, cutoff=0.5)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ValueError(f"cross_model.profiles: {name!r} is not a profile in params.yaml{hint}; choose among {', '.join(built)}")
+            raise _not_a_profile("cross_model.profiles", name, built)
         if name == key:
             raise ValueError(f"cross_model.profiles lists {name!r}, the chosen model itself: list other profiles (params.yaml)")
     return Params(

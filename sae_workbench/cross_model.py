@@ -25,7 +25,7 @@ cross_model.corpus_texts corpus texts, with the SAE settings of params.yaml
                       category, the same resample for both)
 
 The chosen model's row is read from what the pipeline wrote at cross_model.hook
-(metrics/analysis, metrics/sae, metrics/baselines) and the random-weight control's
+(metrics/analysis, metrics/sae, data/baselines) and the random-weight control's
 from metrics/control.json (control.py runs it through `run_model` too).
 """
 
@@ -211,6 +211,11 @@ def _depth(hook: str, n_layers: int) -> float:
     return round((hook_layer(hook) + 1) / n_layers, 4)
 
 
+def _register_mean(specialists: dict[str, Specialist]) -> float | None:
+    """Mean over categories of the leave-one-register-out AUROC (None where not measured)."""
+    return _mean([(specialists[c].register_holdout or {}).get("mean_auroc") for c in CATEGORIES])
+
+
 def baseline_summary(base: Baselines, mean_auroc: float | None) -> dict:
     dm = _mean([base.scores[c]["diffmean"].heldout_auroc for c in CATEGORIES if c in base.scores])
     return {"specialist_vs_diffmean": base.verdicts(), "mean_diffmean_auroc": dm,
@@ -222,7 +227,7 @@ def cross_model_study(params: Params, corpus: list[Text], labelled: list[Text], 
                       real_features: str | Path, control: str | Path) -> CrossModelStudy:
     """The study at cross_model.hook (module docstring): each profile's SAE goes to
     out_dir/<profile>/<hook>/. real_*: the chosen model's analysis metrics and details,
-    SAE metrics, baselines metrics, labelled-text activations and features at that hook;
+    SAE metrics, baselines (data/baselines), labelled-text activations and features at that hook;
     control: metrics/control.json."""
     from .control import ControlStudy
 
@@ -231,20 +236,16 @@ def cross_model_study(params: Params, corpus: list[Text], labelled: list[Text], 
     real = HookAnalysis.from_json(read_json(Path(real_details) / f"{hook}.json"), read_json(Path(real_analysis) / f"{hook}.json"))
     real_m = real.metrics_json()
     sae_m = SAEMetrics.read(Path(real_sae) / f"{hook}.json")
-    base_m = read_json(Path(real_baselines) / f"{hook}.json")
+    base = Baselines.from_json(read_json(Path(real_baselines) / f"{hook}.json"))
     real_table = load_token_table(real_acts)
     real_ft = load_features(Path(real_features) / f"{hook}.safetensors")
     specs = real.specialists
-    dm = _mean([base_m["heldout_auroc"][c]["diffmean"]["heldout_auroc"] for c in CATEGORIES if c in base_m["heldout_auroc"]])
     rows = [ModelRow(
         profile=params.model_key, model=main.name, kind=main.kind, hook=hook, relative_depth=_depth(hook, main.n_layers),
         train_tokens=sae_m.train_tokens, explained_variance=sae_m.explained_variance, l0=sae_m.l0, dead_frac=sae_m.dead_frac,
         fidelity=sae_m.fidelity, specialists_significant=real_m["specialists_significant"],
-        mean_heldout_auroc=real_m["mean_heldout_auroc"],
-        mean_register_auroc=_mean([(specs[c].register_holdout or {}).get("mean_auroc") for c in CATEGORIES]),
-        specialist_vs_diffmean=base_m["specialist_vs_diffmean"], mean_diffmean_auroc=dm,
-        diffmean_gap=rounded(real_m["mean_heldout_auroc"] - dm) if dm is not None else None,
-        specialists=specialist_rows(specs)).to_json()]
+        mean_heldout_auroc=real_m["mean_heldout_auroc"], mean_register_auroc=_register_mean(specs),
+        **baseline_summary(base, real_m["mean_heldout_auroc"]), specialists=specialist_rows(specs)).to_json()]
     corpus = corpus[: cfg.corpus_texts] if cfg.corpus_texts else corpus
     tests = {}
     for name in cfg.profiles:
@@ -262,8 +263,7 @@ def cross_model_study(params: Params, corpus: list[Text], labelled: list[Text], 
             train_tokens=run.train_tokens, explained_variance=rounded_as("explained_variance", run.reconstruction["explained_variance"]),
             l0=rounded_as("l0", run.reconstruction["l0"]), dead_frac=rounded_as("dead_frac", run.dead_frac),
             fidelity={k: rounded_as("fidelity", v) for k, v in run.fidelity.items()}, specialists_significant=run.count.significant,
-            mean_heldout_auroc=mean_auc, mean_register_auroc=_mean([(run.specialists[c].register_holdout or {}).get("mean_auroc")
-                                                                    for c in CATEGORIES]),
+            mean_heldout_auroc=mean_auc, mean_register_auroc=_register_mean(run.specialists),
             **baseline_summary(base, mean_auc), specialists=specialist_rows(run.specialists)).to_json())
         tests[name] = versus(real_table, real_ft, specs, run, params, str(real_acts))
     ctl = ControlStudy.read(control)

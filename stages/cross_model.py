@@ -22,7 +22,7 @@ def args(p):
     p.add_argument("--real-analysis", default="metrics/analysis")
     p.add_argument("--real-details", default="data/analysis")
     p.add_argument("--real-sae", default="metrics/sae")
-    p.add_argument("--real-baselines", default="metrics/baselines")
+    p.add_argument("--real-baselines", default="data/baselines")
     p.add_argument("--real-acts", default="data/activations/eval")
     p.add_argument("--real-features", default="data/features")
     p.add_argument("--control", default="metrics/control.json")
