@@ -17,7 +17,7 @@ scale. Same architecture, same tokenizer, nothing learned.
 
 The study (`control_study`, behind stages/control.py): at control.hook, the
 same extraction, SAE training and specialist statistics on the control model
-(`cross_model.run_model`, as every other model of the cross-model study),
+(`model_run.run_model`, as every other model of the cross-model study),
 its specialists set against the trained model's on the same held-out texts
 with a paired bootstrap.
 """
@@ -34,7 +34,7 @@ from .activations import load_token_table
 from .analysis.results import HookAnalysis
 from .cli import JsonRecord, read_json, rounded
 from .config import CATEGORIES, Params
-from .cross_model import run_model, specialist_rows, versus
+from .model_run import run_model, specialist_rows, versus
 from .data import Text
 from .features import load_features
 from .measure import SAEMetrics, rounded_as
@@ -60,7 +60,7 @@ class ControlStudy(JsonRecord):
     specialists_significant: int = 0
     mean_heldout_auroc: float = 0.0
     specialists: dict | None = None
-    """Per category: the control's specialist (cross_model.specialist_rows)."""
+    """Per category: the control's specialist (model_run.specialist_rows)."""
     trained_vs_random: dict | None = None
     """analysis.stats.paired_auroc_test of the trained model's specialists against the control's."""
     real: dict | None = None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sae_workbench.config import CATEGORIES, hook_layer, matched_hook
-from sae_workbench.cross_model import run_model, versus
+from sae_workbench.model_run import run_model, versus
 
 
 @pytest.mark.parametrize("kind", ["hook_resid_pre", "hook_resid_post", "hook_mlp_out", "hook_attn_out"])

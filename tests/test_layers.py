@@ -22,7 +22,7 @@ LAYERS = [
     ("kinds", ["kinds", "measure"]),
     ("validation", ["validate"]),
     ("features", ["features"]),
-    ("analysis", ["analysis", "control"]),
+    ("analysis", ["analysis", "model_run", "control", "cross_model"]),
     ("steer", ["steer"]),
     ("explain", ["explain"]),
     ("report and commands", ["report_kit", "claims", "viz", "browser", "render", "fonts", "expdiff", "deps", "concept", "determinism_probe"]),
