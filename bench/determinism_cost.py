@@ -4,9 +4,12 @@ $ python bench/determinism_cost.py [--reps 4] [--texts-every 3] [--steps 10]
 
 Runs the determinism probe (extraction of labelled texts at every hook after one
 warm-up pass; then SAE training steps with the params.yaml SAE config on CPU) in
-fresh processes, in turn: pinned; unpinned (SAE_WORKBENCH_UNPINNED=1); and, to
-apportion the cost, "pinned but MKL AUTO" (the pinned environment with MKL's
-CNR branch left to MKL, set before start with the pinning itself switched off).
+fresh processes, in turn: pinned (the model's GEMMs on oneDNN under its AVX2 cap,
+models.linear); "pinned, GEMMs on MKL COMPATIBLE" (SAE_WORKBENCH_MKL_GEMM=1: the
+pinning as it was before, MKL's one vendor-neutral CNR branch); unpinned
+(SAE_WORKBENCH_UNPINNED=1: torch's defaults, MKL AUTO); and, to apportion the cost,
+"pinned but MKL AUTO" (the pinned environment with MKL's CNR branch left to MKL,
+set before start with the pinning itself switched off: not machine-independent).
 Writes best and median timings and every run to bench/results/determinism_cost.json.
 """
 
@@ -36,6 +39,8 @@ def run(mode: str, texts: Path, out: Path, steps: int) -> dict:
     env["HF_HUB_OFFLINE"] = "1"
     if mode == "unpinned":
         env[determinism.OPT_OUT] = "1"
+    elif mode == "pinned, GEMMs on MKL COMPATIBLE":
+        env[determinism.MKL_GEMM] = "1"
     elif mode == "pinned but MKL AUTO":
         env.update({k: v for k, v in determinism.ENV.items() if k != "MKL_CBWR"}, **{determinism.OPT_OUT: "1"})
     r = subprocess.run(
@@ -57,14 +62,14 @@ def main() -> None:
         lines = (ROOT / "data/texts/labelled.jsonl").read_text(encoding="utf-8").splitlines()
         texts = tmp / "texts.jsonl"
         texts.write_text("\n".join(lines[:: a.texts_every]) + "\n", encoding="utf-8")
-        modes = ("pinned", "unpinned", "pinned but MKL AUTO")
+        modes = ("pinned", "pinned, GEMMs on MKL COMPATIBLE", "unpinned", "pinned but MKL AUTO")
         runs = {m: [] for m in modes}
         for rep in range(a.reps):
-            for mode in modes[rep % 3:] + modes[: rep % 3]:  # each mode first once
+            for mode in modes[rep % len(modes):] + modes[: rep % len(modes)]:  # each mode first in turn
                 r = run(mode, texts, tmp / f"{mode}{rep}", a.steps)
                 runs[mode].append({k: r[k] for k in ("extract_tokens_per_s", "train_step_s", "tokens", "train_batch_tokens")}
                                   | {"effective": r["effective"]})
-                print(f"{mode:19s} rep {rep}: extract {r['extract_tokens_per_s']:.0f} tok/s, "
+                print(f"{mode:31s} rep {rep}: extract {r['extract_tokens_per_s']:.0f} tok/s, "
                       f"SAE step {r['train_step_s'] * 1000:.0f} ms", flush=True)
 
     # the machine may be shared: the best run of each mode is the least disturbed one
@@ -80,7 +85,7 @@ def main() -> None:
         }
         for mode in runs
     }
-    for mode in modes[0], modes[2]:
+    for mode in modes[0], modes[1], modes[3]:
         summary[f"{mode} / unpinned, time"] = {
             f"{what}, {s}": round(r, 2)
             for s in ("best", "median")

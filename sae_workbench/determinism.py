@@ -11,13 +11,16 @@ environment (whatever the user had) before torch or numpy compute anything:
                                     GELU, reductions): default/avx2/avx512 give
                                     different bytes; avx512 is picked natively
                                     where the CPU has it.
-    ONEDNN_MAX_CPU_ISA=AVX2         oneDNN JIT kernels torch routes some ops to
-    (DNNL_MAX_CPU_ISA, old name)    (measured: GELU of the MiniLM MLP).
+    ONEDNN_MAX_CPU_ISA=AVX2         oneDNN JIT kernels: the model's fp32 GEMMs (models.linear
+    (DNNL_MAX_CPU_ISA, old name)    routes them there), and ops torch routes there itself
+                                    (measured: GELU of the MiniLM MLP). oneDNN honours
+                                    the cap on any vendor's CPU.
     MKL_CBWR=COMPATIBLE,STRICT      MKL conditional numerical reproducibility for
-                                    torch's SGEMM. COMPATIBLE is the only branch MKL
-                                    honours on non-Intel CPUs (AVX2, SSE4_2, AVX512
-                                    fall back to AUTO there); STRICT makes it
-                                    independent of thread count and alignment.
+                                    torch's other SGEMMs (attention scores, SAE
+                                    training, unembedding). COMPATIBLE is the only
+                                    branch MKL honours on non-Intel CPUs (AVX2,
+                                    SSE4_2, AVX512 fall back to AUTO there); STRICT
+                                    makes it independent of thread count and alignment.
     MKL_ENABLE_INSTRUCTIONS=AVX2    caps MKL code outside CNR (belt and braces).
     FBGEMM_ENABLE_INSTRUCTIONS=AVX2 FBGEMM (torch's CPU embedding_bag, the SAE's sparse decode).
     OPENBLAS_CORETYPE=Haswell       numpy's OpenBLAS (float64 matmuls of the analysis):
@@ -70,10 +73,22 @@ THREAD_ENV = {
 OTHER_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
 ENV = {**ISA_ENV, **THREAD_ENV, **OTHER_ENV}
 OPT_OUT = "SAE_WORKBENCH_UNPINNED"
+MKL_GEMM = "SAE_WORKBENCH_MKL_GEMM"
+"""=1: the pinned run's fp32 GEMMs on MKL's COMPATIBLE branch instead of oneDNN (what the
+pinning did before; bench/determinism_cost.py only: other bytes, a third of the speed)."""
 
 # what the libraries report once they run under ENV
 _MKL_CBWR_COMPATIBLE_STRICT = 0x10003  # MKL_CBWR_COMPATIBLE | MKL_CBWR_STRICT
 _pinned = False
+_isa_pinned = False
+"""pin() set the x86 ISA environment (not opted out, an x86-64 CPU): `isa_pinned()`."""
+
+
+def isa_pinned() -> bool:
+    """Whether this process runs the pinned x86 kernels (pin() ran, not opted out, x86-64):
+    models.linear then routes fp32 GEMMs through oneDNN under its AVX2 cap (unless
+    SAE_WORKBENCH_MKL_GEMM=1)."""
+    return _isa_pinned and os.environ.get(MKL_GEMM) != "1"
 
 
 class NumericsNotPinned(RuntimeError):
@@ -119,6 +134,7 @@ def effective() -> dict:
         "torch_threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "mkl_cbwr": None,
+        "model_gemm": "oneDNN (ISA cap " + os.environ.get("ONEDNN_MAX_CPU_ISA", "none") + ")" if isa_pinned() else "MKL",
     }
     cbwr = mkl_cbwr()
     if cbwr is not None:
@@ -145,7 +161,7 @@ def pin() -> None:
     NumericsNotPinned when torch already computed with other kernels, warns when
     numpy's OpenBLAS was loaded with other kernels, and raises RuntimeError on an
     x86 CPU without AVX2/FMA."""
-    global _pinned
+    global _pinned, _isa_pinned
     if _pinned:
         return
     if os.environ.get(OPT_OUT) == "1":
@@ -202,4 +218,5 @@ def pin() -> None:
         threadpoolctl.threadpool_limits(THREADS)
     except ImportError:
         pass
+    _isa_pinned = x86
     _pinned = True

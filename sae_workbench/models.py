@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import HOOK_RE, ProfileConfig, hook_layer
+from .determinism import isa_pinned
 from .model_cache import gguf_cache_dir, gguf_hf_dir, is_complete
 from .offline import ModelUnavailable, hub_error_line, set_hub_offline, use_hub_or_cache
 
@@ -187,9 +188,86 @@ def _load_gguf(profile: ProfileConfig, device: str) -> ModelHandle:
 def keep_weight_layouts(model) -> None:
     """Make a HookedTransformer multiply by its weights without copying them on every pass:
     its gated MLPs' (`keep_gated_mlp_weight_layouts`) and its attention's
-    (`keep_attention_weight_layouts`). Same values, same layouts, same kernels: the same bytes."""
+    (`keep_attention_weight_layouts`). Same values, same layouts, same kernels: the same bytes.
+    Under the pinned numerics its F.linear products run on oneDNN (`route_linear_to_onednn`)."""
+    route_linear_to_onednn()
     keep_gated_mlp_weight_layouts(model)
     keep_attention_weight_layouts(model)
+
+
+_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+"""This torch build has oneDNN's fp32 linear (every official x86 CPU build does)."""
+
+
+def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """x @ w.T + b on oneDNN's fp32 GEMM. A one-row input is multiplied as two equal rows:
+    oneDNN gives a row the same bytes in any batch of two or more rows, and another
+    kernel to a single row."""
+    lead, d_in = x.shape[:-1], x.shape[-1]
+    x2 = x.reshape(-1, d_in)
+    n = x2.shape[0]
+    x2 = x2.expand(2, d_in) if n == 1 else x2
+    y = torch.ops.mkldnn._linear_pointwise(x2.contiguous(), w.contiguous(), b, "none", [], "")
+    return y[:n].reshape(*lead, w.shape[0])
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """`_onednn_linear` forward; backward with the usual matmuls (as F.linear's own)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return _onednn_linear(x, w, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        g2 = g.reshape(-1, g.shape[-1])
+        gx = (g2 @ w).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        gw = g2.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        gb = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, with fp32 CPU products on oneDNN under the pinned numerics.
+
+    MKL gives the same bytes on every x86 CPU only in its COMPATIBLE branch (the one
+    branch it honours on AMD), which runs an extraction's GEMMs at a third of MKL's
+    own speed; oneDNN honours its ISA cap (ONEDNN_MAX_CPU_ISA=AVX2, set by
+    determinism.pin) on any vendor's CPU and runs them faster than unpinned MKL
+    (bench/determinism_cost.py). It also gives a row the same bytes whatever the batch
+    around it, which MKL does not. Anything else (unpinned, GPU, other dtypes,
+    empty inputs) is torch's own F.linear."""
+    if not (_ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
+            and x.numel() and isa_pinned()):
+        return torch.nn.functional.linear(x, w, b)
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
+        return _OneDNNLinear.apply(x, w, b)
+    return _onednn_linear(x, w, b)
+
+
+class _FunctionalWithLinear:
+    """torch.nn.functional with `linear` replaced by models.linear (for TransformerLens's modules)."""
+
+    linear = staticmethod(linear)
+
+    def __getattr__(self, name):
+        return getattr(torch.nn.functional, name)
+
+
+def route_linear_to_onednn() -> None:
+    """Make TransformerLens's attention (q, k, v, o projections) and gated MLP call `linear`
+    instead of F.linear: the model's GEMMs on oneDNN under the pinned numerics. Idempotent;
+    process-wide (every HookedTransformer this process loads)."""
+    import transformer_lens.components.abstract_attention as attention
+    import transformer_lens.components.mlps.gated_mlp as gated_mlp
+    import transformer_lens.utilities.attention as attention_utils
+
+    for module in (attention, gated_mlp, attention_utils):
+        if not isinstance(module.F, _FunctionalWithLinear):
+            module.F = _FunctionalWithLinear()
 
 
 def keep_attention_weight_layouts(model) -> None:
@@ -259,10 +337,10 @@ def _gated_mlp_forward(self, x: torch.Tensor) -> torch.Tensor:
     w_gate, w_in, w_out = kept[1]
     if w_gate.device != x.device:
         x = x.to(w_gate.device)
-    pre_act = self.hook_pre(torch.nn.functional.linear(x, w_gate))
-    pre_linear = self.hook_pre_linear(torch.nn.functional.linear(x, w_in))
+    pre_act = self.hook_pre(linear(x, w_gate))
+    pre_linear = self.hook_pre_linear(linear(x, w_in))
     post_act = self.hook_post((self.act_fn(pre_act) * pre_linear) + self.b_in)
-    return torch.nn.functional.linear(post_act, w_out, self.b_out)
+    return linear(post_act, w_out, self.b_out)
 
 
 KNOWN_DIMS = {
