@@ -3,13 +3,15 @@
 $ python bench/generation_step.py [--reps 5]
 
 Under the pinned numerics (sae_workbench/determinism.py), on Gemma 3 270M:
-  * the unembedding of M rows (262k vocabulary) three ways: F.linear on TransformerLens's
-    [vocab, d_model] copy (what its Unembed does), x @ W_U as stored (what
-    kinds.causal_lm.log_probs does), and addmm with the bias (log_probs exactly);
-    M = 1, 2 (the app: unsteered + steered), 14, 70 (the steer stage: 10 prompts x 7
-    coefficients in one batch), 512; with the largest difference and whether argmax agrees;
+  * the unembedding of M rows (262k vocabulary) five ways: F.linear on TransformerLens's
+    [vocab, d_model] copy (what its Unembed does), x @ W_U and addmm with the bias as stored
+    (MKL's COMPATIBLE branch: what kinds.causal_lm.log_probs did before), oneDNN on the
+    [vocab, d_model] copy reordered at every call, and models.linear on W_U packed once
+    (what log_probs does now), and log_probs itself; M = 1, 2 (the app: unsteered + steered),
+    14, 64 (a log-prob chunk), 70 (the steer stage: 10 prompts x 7 coefficients in one
+    batch), 512; with the largest difference between MKL and oneDNN and whether argmax agrees;
   * one greedy step's transformer body (key-value cache, no unembedding) and a 20-token
-    greedy continuation of 2 rows;
+    greedy continuation of 2 rows, on TransformerLens's key-value cache and on decode.Decoder;
   * steer.generation.steer_generation as the app calls it (1 prompt x 2 coefficients,
     20 tokens) and as the steer stage does (10 prompts x 7 coefficients, 20 tokens),
     with the SAE the pipeline trained at steer.hook (data/saes; run dvc repro first).
@@ -34,7 +36,7 @@ import torch  # noqa: E402
 
 from sae_workbench.config import load_params  # noqa: E402
 from sae_workbench.kinds.causal_lm import log_probs  # noqa: E402
-from sae_workbench.models import load_model  # noqa: E402
+from sae_workbench.models import linear, load_model  # noqa: E402
 from sae_workbench.sae.io import load_sae  # noqa: E402
 from sae_workbench.steer.generation import greedy_continuation, steer_generation  # noqa: E402
 
@@ -63,16 +65,20 @@ def main() -> None:
     w_u, b_u = model.W_U.detach(), model.unembed.b_U.detach()
     rows = w_u.T.contiguous()
     unembed = []
-    for m in (1, 2, 14, 70, 512):
+    for m in (1, 2, 14, 64, 70, 512):
         x = torch.randn(m, w_u.shape[0], generator=torch.Generator().manual_seed(m))
-        ref, ours = torch.nn.functional.linear(x, rows, b_u), torch.addmm(b_u, x, w_u)
+        x2 = x.expand(2, -1).contiguous() if m == 1 else x  # as models.linear multiplies one row
+        packed_w = model.W_U.T  # a view of the parameter load_model packs (models.pack_weights)
+        mkl, onednn = torch.addmm(b_u, x, w_u), linear(x, packed_w, b_u)
         unembed.append({"rows": m,
                         "f_linear_copy_ms": best_ms(lambda: torch.nn.functional.linear(x, rows, b_u), a.reps),
                         "matmul_w_u_ms": best_ms(lambda: x @ w_u, a.reps),
-                        "addmm_w_u_ms": best_ms(lambda: torch.addmm(b_u, x, w_u), a.reps),
+                        "mkl_addmm_w_u_ms": best_ms(lambda: torch.addmm(b_u, x, w_u), a.reps),
+                        "onednn_reordered_each_call_ms": best_ms(lambda: torch.ops.mkldnn._linear_pointwise(x2, rows, b_u, "none", [], ""), a.reps),
+                        "onednn_packed_ms": best_ms(lambda: linear(x, packed_w, b_u), a.reps),
                         "log_probs_ms": best_ms(lambda: log_probs(model, x), a.reps),
-                        "max_abs_difference": float((ref - ours).abs().max()),
-                        "argmax_agrees": bool(torch.equal(ref.argmax(-1), ours.argmax(-1)))})
+                        "max_abs_difference_mkl_onednn": float((mkl - onednn).abs().max()),
+                        "argmax_agrees": bool(torch.equal(mkl.argmax(-1), onednn.argmax(-1)))})
         print(unembed[-1], flush=True)
     del rows
     ids = torch.tensor([handle.tokenize("The weather today is", 64).ids] * 2)
@@ -88,6 +94,7 @@ def main() -> None:
         return (time.perf_counter() - t0) / 10
 
     step_body_ms = round(1000 * min(body() for _ in range(a.reps)), 1)
+    greedy_tl_ms = best_ms(lambda: greedy_continuation(handle, ids, 20, lean=False), a.reps)
     greedy_ms = best_ms(lambda: greedy_continuation(handle, ids, 20), a.reps)
     hook = params.steer.hook
     sae, _ = load_sae(params.model, hook, "data/saes")
@@ -99,11 +106,14 @@ def main() -> None:
     sweep_s = round(time.perf_counter() - t0, 2)
     result = {
         "what": "unembedding kernels, one greedy step, and steer_generation as the app and the steer stage call it (Gemma 3 270M, pinned numerics)",
+        "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
         "reps": a.reps,
         "unembedding": unembed,
         "greedy_step_body_ms_2_rows": step_body_ms,
         "greedy_20_tokens_2_rows_ms": greedy_ms,
+        "greedy_20_tokens_2_rows_transformer_lens_cache_ms": greedy_tl_ms,
+        "greedy_what": "greedy_continuation's steps on decode.Decoder (the default) and on TransformerLens's own key-value cache (lean=False): the same bytes",
         "steer_generation_app_ms": app_ms,
         "steer_generation_app_shape": "1 prompt x 2 coefficients (unsteered, steered), 20 tokens",
         "steer_generation_sweep_s": sweep_s,

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
+import weakref
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 
 import torch
 
@@ -65,6 +68,9 @@ class ModelHandle:
     profile: ProfileConfig
     prepend_bos: bool
     """Causal LMs (GPT-2, Gemma) get a BOS token prepended (as their SAEs were trained); it is a special token."""
+    turn: Callable[[], AbstractContextManager] = field(default=nullcontext, repr=False, compare=False)
+    """Context each forward pass that does not go through `run_with_hooks` (`decode.Decoder`'s
+    steps) runs in: nothing by default; the app makes it take the model in turn (`app.workbench.share_model`)."""
 
     @property
     def d_model(self) -> int:
@@ -189,25 +195,63 @@ def keep_weight_layouts(model) -> None:
     """Make a HookedTransformer multiply by its weights without copying them on every pass:
     its gated MLPs' (`keep_gated_mlp_weight_layouts`) and its attention's
     (`keep_attention_weight_layouts`). Same values, same layouts, same kernels: the same bytes.
-    Under the pinned numerics its F.linear products run on oneDNN (`route_linear_to_onednn`)."""
+    Under the pinned numerics its F.linear products run on oneDNN (`route_linear_to_onednn`),
+    on weights packed once (`pack_weights`)."""
     route_linear_to_onednn()
     keep_gated_mlp_weight_layouts(model)
     keep_attention_weight_layouts(model)
+    pack_weights(p for p in model.parameters() if p.dim() == 2 or p.dim() == 3)
 
 
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 """This torch build has oneDNN's fp32 linear (every official x86 CPU build does)."""
 
 
+_PACKABLE: dict[int, tuple[weakref.ref, dict]] = {}
+"""Weights whose oneDNN-packed copies `linear` keeps (`pack_weights`), by id: (the weight,
+{(shape, strides, storage offset) of a view of it: (data pointer, version, packed copy)})."""
+
+
+def pack_weights(tensors) -> None:
+    """Let `linear` multiply by oneDNN's packed (reordered once) copy of each of these weights,
+    or of any view of one (TransformerLens rearranges its attention weights per pass), under the
+    pinned numerics. oneDNN otherwise reorders the weight on every call: for the few rows of a
+    generation step that is most of the product's time (the 262k-row unembedding of 2 rows:
+    58 -> 33 ms here). The same kernel on the same blocked weight: the same bytes, whatever
+    the number of rows (tests/test_linear.py). A copy is made at first use and remade when
+    the weight changes in place or is replaced; it goes with the weight."""
+    for t in tensors:
+        if id(t) not in _PACKABLE:
+            _PACKABLE[id(t)] = (weakref.ref(t), {})
+            weakref.finalize(t, _PACKABLE.pop, id(t), None)
+
+
+def _packed(w: torch.Tensor) -> torch.Tensor | None:
+    """The packed copy of w (a weight given to `pack_weights`, or a view of one), or None."""
+    base = w if w._base is None else w._base
+    entry = _PACKABLE.get(id(base))
+    if entry is None or entry[0]() is not base:
+        return None
+    slots = entry[1]
+    key = (tuple(w.shape), w.stride(), w.storage_offset())
+    kept = slots.get(key)
+    if kept is None or kept[0] != w.data_ptr() or kept[1] != w._version:
+        with torch.inference_mode(False), torch.no_grad():
+            kept = (w.data_ptr(), w._version, torch.ops.mkldnn._reorder_linear_weight(w.detach().contiguous()))
+        slots[key] = kept
+    return kept[2]
+
+
 def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """x @ w.T + b on oneDNN's fp32 GEMM. A one-row input is multiplied as two equal rows:
-    oneDNN gives a row the same bytes in any batch of two or more rows, and another
-    kernel to a single row."""
+    """x @ w.T + b on oneDNN's fp32 GEMM (w's packed copy where `pack_weights` keeps one).
+    A one-row input is multiplied as two equal rows: oneDNN gives a row the same bytes in
+    any batch of two or more rows, and another kernel to a single row."""
     lead, d_in = x.shape[:-1], x.shape[-1]
     x2 = x.reshape(-1, d_in)
     n = x2.shape[0]
     x2 = x2.expand(2, d_in) if n == 1 else x2
-    y = torch.ops.mkldnn._linear_pointwise(x2.contiguous(), w.contiguous(), b, "none", [], "")
+    packed = _packed(w)
+    y = torch.ops.mkldnn._linear_pointwise(x2.contiguous(), w.contiguous() if packed is None else packed, b, "none", [], "")
     return y[:n].reshape(*lead, w.shape[0])
 
 
@@ -230,6 +274,11 @@ class _OneDNNLinear(torch.autograd.Function):
         return gx, gw, gb
 
 
+def onednn_route() -> bool:
+    """Whether `linear` multiplies fp32 CPU tensors on oneDNN now (the pinned numerics)."""
+    return _ONEDNN and isa_pinned()
+
+
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear, with fp32 CPU products on oneDNN under the pinned numerics.
 
@@ -240,8 +289,7 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> t
     (bench/determinism_cost.py). It also gives a row the same bytes whatever the batch
     around it, which MKL does not. Anything else (unpinned, GPU, other dtypes,
     empty inputs) is torch's own F.linear."""
-    if not (_ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
-            and x.numel() and isa_pinned()):
+    if not (onednn_route() and x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32 and x.numel()):
         return torch.nn.functional.linear(x, w, b)
     if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
         return _OneDNNLinear.apply(x, w, b)
@@ -333,6 +381,7 @@ def _gated_mlp_forward(self, x: torch.Tensor) -> torch.Tensor:
     if kept is None or kept[0] != key:
         with torch.inference_mode(False), torch.no_grad():
             kept = (key, tuple(w.detach().T.contiguous() for w in ws))
+        pack_weights(kept[1])
         self.__dict__["_workbench_layouts"] = kept
     w_gate, w_in, w_out = kept[1]
     if w_gate.device != x.device:

@@ -16,7 +16,7 @@ PKG = ROOT / "sae_workbench"
 LAYERS = [
     ("base", ["config", "atomic", "offline", "determinism", "cli", "__init__"]),
     ("data", ["data"]),
-    ("models", ["model_cache", "models", "edits"]),
+    ("models", ["model_cache", "models", "decode", "edits"]),
     ("activations", ["activations", "extraction"]),
     ("sae", ["sae"]),
     ("kinds", ["kinds", "measure"]),

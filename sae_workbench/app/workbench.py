@@ -138,7 +138,7 @@ _request = threading.local()
 def share_model(handle: ModelHandle, turns: Turns) -> None:
     """Make every forward pass of the model take its turn (module docstring), and stop
     a cancelled request's work before its next pass (every forward pass in this package
-    goes through `run_with_hooks`)."""
+    goes through `run_with_hooks` or, a decoding step, `ModelHandle.turn`)."""
     run = handle.model.run_with_hooks
 
     def run_in_turn(*args, **kwargs):
@@ -148,7 +148,16 @@ def share_model(handle: ModelHandle, turns: Turns) -> None:
         with turns.turn():
             return run(*args, **kwargs)
 
+    @contextmanager
+    def step_in_turn():
+        cancel = getattr(_request, "cancel", None)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the client went away")
+        with turns.turn():
+            yield
+
     handle.model.run_with_hooks = run_in_turn
+    handle.turn = step_in_turn
 
 
 @dataclass

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..edits import Edit, edit_hook, keep_mask, splice_edit, zero_edit
-from ..models import ModelHandle, TokenizedText, length_batches, pad_batch
+from ..models import ModelHandle, TokenizedText, length_batches, linear, onednn_route, pad_batch
 from .base import ModelKind
 
 
@@ -43,19 +43,22 @@ def log_probs(model, resid: torch.Tensor) -> torch.Tensor:
     the model's final norm, unembedding and logit soft-cap, as its own forward pass applies them.
     The one log-prob helper: call it on at most LOGIT_CHUNK positions at a time.
 
-    The unembedding multiplies by W_U [d_model, vocab] as it is stored (x @ W_U + b_U), not
-    by TransformerLens's [vocab, d_model] copy (F.linear): under the pinned numerics
-    (MKL's COMPATIBLE branch) that kernel is slower for the few rows of a generation step
-    (bench/results/generation_step.json, Gemma 3's 262k vocabulary: 2 rows 51 -> 33 ms,
-    70 rows 664 -> 423 ms), and the copy costs 671 MB. The values differ from
-    TransformerLens's own logits in the last bits (at most 5.5e-6 there, the same argmax;
-    tests/steer/test_steer_generation.py bounds them)."""
+    Under the pinned numerics the unembedding is `models.linear` (oneDNN, on W_U packed
+    once: `models.pack_weights`), as the model's other products are: against MKL's
+    COMPATIBLE branch it takes 2 rows of Gemma 3's 262k vocabulary from some 45 to 33 ms
+    and 64 rows from 400 to 210 ms (bench/results/generation_step.json), and gives a row
+    the same bytes in any batch. Otherwise it multiplies by W_U [d_model, vocab] as stored
+    (x @ W_U + b_U), not by TransformerLens's [vocab, d_model] copy (F.linear), which costs
+    671 MB. Either way the values differ from TransformerLens's own logits in the last bits
+    (the same argmax; tests/steer/test_steer_generation.py bounds them)."""
     from transformer_lens.utilities.activation_functions import apply_softcap
 
     x = model.ln_final(resid) if getattr(model.cfg, "normalization_type", None) is not None else resid
     w_u = model.W_U
     flat = x.reshape(-1, x.shape[-1]).to(w_u.dtype)
-    logits = torch.addmm(model.unembed.b_U.to(w_u.dtype), flat, w_u).reshape(*x.shape[:-1], w_u.shape[-1])
+    b_u = model.unembed.b_U.to(w_u.dtype)
+    logits = linear(flat, w_u.T, b_u) if onednn_route() else torch.addmm(b_u, flat, w_u)
+    logits = logits.reshape(*x.shape[:-1], w_u.shape[-1])
     return torch.log_softmax(apply_softcap(logits, model.cfg.output_logits_soft_cap).float(), -1)
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..decode import Decoder, supports
 from ..edits import direction_edit, edit_hook, encode_feature, feature_edit
 from ..kinds.causal_lm import final_residual, log_probs, next_token_logprobs, target_logprobs, token_logprobs
 from ..models import ModelHandle, hook_position
@@ -71,27 +72,37 @@ def left_pad(seqs: list[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, t
 
 @torch.no_grad()
 def greedy_continuation(handle: ModelHandle, ids: torch.Tensor, max_new_tokens: int, fwd_hooks=(), kv_cache: bool = True,
-                        mask: torch.Tensor | None = None, on_step=None) -> torch.Tensor:
+                        mask: torch.Tensor | None = None, on_step=None, lean: bool = True) -> torch.Tensor:
     """ids [batch, pos] followed by max_new_tokens greedy tokens, `fwd_hooks` applied at every step;
     mask [batch, pos]: 0 on left padding (`left_pad`), None when no row is padded;
     on_step(log_probs [batch, vocab]): called with each step's next-token distribution.
 
     Only the last position is unembedded at each step (a 262k vocabulary makes
-    full-sequence logits the dominant cost). With kv_cache (TransformerLens's key-value
-    cache) each step runs only the new token: an edit hook sees the prompt once and then
-    one new position per step, and edits each exactly as a full pass would
-    (`edits.edit_hook` leaves only a full pass's BOS alone). Without it every step
-    re-runs the whole sequence (some 10x the work for 20 new tokens)."""
+    full-sequence logits the dominant cost). With kv_cache each step runs only the new
+    token: an edit hook sees the prompt once and then one new position per step, and
+    edits each exactly as a full pass would (`edits.edit_hook` leaves only a full pass's
+    BOS alone). The steps run on `decode.Decoder` where it mirrors the model (the same
+    bytes as TransformerLens's key-value cache, without its per-step overhead), else on
+    TransformerLens's own cache (and so with lean=False). Without kv_cache every step re-runs the whole sequence
+    (some 10x the work for 20 new tokens). A Decoder step takes the model's turn
+    (`ModelHandle.turn`), as `run_with_hooks` does in the app."""
     model = handle.model
     mask = torch.ones_like(ids) if mask is None else mask
-    cache = None
-    if kv_cache:
+    cache = decoder = None
+    if kv_cache and lean and supports(model, fwd_hooks):
+        decoder = Decoder(handle, fwd_hooks)
+    elif kv_cache:
         from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
         cache = TransformerLensKeyValueCache.init_cache(model.cfg, ids.device, ids.shape[0])
     step, step_mask = ids, mask
-    for _ in range(max_new_tokens):
-        if cache is None:
+    for i in range(max_new_tokens):
+        if decoder is not None and i == 0:
+            last = decoder.prefill(ids, mask)  # through run_with_hooks
+        elif decoder is not None:
+            with handle.turn():
+                last = decoder.step(step)
+        elif cache is None:
             last = final_residual(handle, ids, mask, fwd_hooks)[:, -1]
         else:
             last = model.run_with_hooks(step, attention_mask=step_mask, past_kv_cache=cache,
