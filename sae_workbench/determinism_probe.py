@@ -17,9 +17,10 @@ import sae_workbench  # noqa: F401  (pins the numerics before torch computes)
 from .determinism import ENV, effective
 
 def probe(texts_path: str, out_dir: str, steps: int = 3, params_path: str = "params.yaml", warmup: bool = False) -> dict:
-    """Extract activations of the texts (every hook of params.yaml) and train an
+    """Extract activations of the texts (every hook of params.yaml), take a causal LM's
+    next-token log-probs of four of them and 4 greedy tokens after the first, and train an
     SAE for `steps` steps on the first hook (CPU). Returns md5s of every output
-    file and of the SAE's weights, and timings (bench/determinism_cost.py and
+    file, of the log-probs and tokens, and of the SAE's weights, and timings (bench/determinism_cost.py and
     tests/pipeline/test_determinism.py run this in fresh processes). `warmup`: extract
     once untimed first (the first forward pass carries one-off set-up costs)."""
     import dataclasses
@@ -32,6 +33,10 @@ def probe(texts_path: str, out_dir: str, steps: int = 3, params_path: str = "par
     from safetensors.torch import save
 
     from .extraction import extract_activations
+    from .kinds import model_kind
+    from .kinds.causal_lm import token_logprobs
+    from .models import pad_batch
+    from .steer.generation import greedy_continuation
     from .config import load_params
     from .data import read_texts
     from .models import load_model
@@ -50,6 +55,15 @@ def probe(texts_path: str, out_dir: str, steps: int = 3, params_path: str = "par
     t_extract = time.perf_counter() - t0
     n_tokens = sum(len(t["tokens"]) for t in table.texts)
     md5 = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in sorted(out.iterdir()) if f.is_file()}
+    if handle.tokenizer is not None and getattr(handle.model.cfg, "d_vocab", 0) and model_kind(params.model).steering == "generation":
+        # the LM head: next-token log-probs (kinds.causal_lm.log_probs) and greedy steps (decode.Decoder)
+        toks = [handle.tokenize(t.text, params.data.max_tokens) for t in texts[:4]]
+        ids, mask = pad_batch([t.ids for t in toks], handle.pad_id)
+        with torch.no_grad():
+            lp = token_logprobs(handle, ids, mask)
+            gen = greedy_continuation(handle, torch.tensor([toks[0].ids]), 4)
+        md5["next_token_logprobs"] = hashlib.md5(lp.numpy().tobytes()).hexdigest()
+        md5["greedy_tokens"] = hashlib.md5(gen.numpy().tobytes()).hexdigest()
 
     read, n, d = safetensors_reader(out / f"{params.hooks[0]}.safetensors")
     batch = min(params.sae.batch_tokens, n)

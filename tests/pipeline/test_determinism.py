@@ -1,6 +1,7 @@
 """Same commit, same bytes, any machine (issue 12).
 
-Extraction (every hook of params.yaml) and three SAE training steps run in
+Extraction (every hook of params.yaml), next-token log-probs and greedy tokens
+(the LM head), and three SAE training steps run in
 fresh processes whose environment, set before Python starts, emulates other
 machines: another ATen CPU capability, oneDNN ISA cap, MKL branch, OpenBLAS
 core type, thread counts, one CPU. With the pinning of sae_workbench.determinism
@@ -96,7 +97,8 @@ def probes(tmp_path_factory):
 def test_same_bytes_on_emulated_machines(probes):
     ref = probes["this machine"]["md5"]
     hooks = load_params(ROOT / "params.yaml").hooks
-    assert set(ref) == {f"{h}.safetensors" for h in hooks} | {"tokens.json", "sae.safetensors", "sae.curve"}
+    assert set(ref) == {f"{h}.safetensors" for h in hooks} | {"tokens.json", "sae.safetensors", "sae.curve", "next_token_logprobs",
+                                                             "greedy_tokens"}
     for name in MACHINES:
         diff = sorted(k for k, v in probes[name]["md5"].items() if ref.get(k) != v)
         assert not diff, f"{name}: outputs differ from this machine's: {diff}"
