@@ -4,13 +4,16 @@ continuation (steered and unsteered side by side, with the steer stage's measure
 a prompt's first run (both sides computed, in one batch) and a repeat at a new
 coefficient (the unsteered side reused, `app.workbench`).
 
-$ python bench/app_latency.py [--threads 1 2] [--prompt-reps 40] [--steer-reps 7] [--screenshot report/screenshots/app.png]
+$ python bench/app_latency.py [--threads 1 2] [--rounds 3] [--prompt-reps 40] [--steer-reps 7] [--screenshot report/screenshots/app.png]
 
 Starts the app in a fresh process per torch thread count (`--threads`), on a free
 port of 127.0.0.1, with the pipeline's SAEs and analysis (`--params`, `--saes`,
 `--analysis`, `--hooks`), warms it up (2 prompt views, 1 steering run), then times
-the requests one after another, client side, and writes p50 / p95 / mean and every
-time to bench/results/app_latency.json with the machine's CPU and load. With
+the requests one after another, client side, --rounds times over (each round's first
+runs on prompts not steered before), with the memory read bandwidth before each round
+(`machine.memory_read_gb_s`: this shared VM's speed at memory-bound work drifts by up
+to 2x within an hour), and writes p50 / p95 / mean and every time, pooled and per round,
+to bench/results/app_latency.json with the machine's CPU and load. With
 --screenshot, the page is shown in headless Debian chromium (a prompt's highlights
 and a steering run of the steer stage's specialist) and saved there.
 """
@@ -31,7 +34,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from machine import cpu_model  # bench/machine.py
+from machine import cpu_model, memory_read_gb_s  # bench/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,24 +116,36 @@ def measure(args, threads: int) -> dict:
             post(base, "/api/prompt", {"prompt": prompt, "hook": hook})
         post(base, "/api/steer", steer)
         load0 = os.getloadavg()
-        views = [post(base, "/api/prompt", {"prompt": prompt, "hook": hook})[0] for _ in range(args.prompt_reps)]
-        firsts, repeats = [], []
-        for i in range(args.steer_reps):  # a new prompt: both sides computed, in one batch
-            t, r = post(base, "/api/steer", {**steer, "prompt": FIRST_RUN_PROMPTS[i % len(FIRST_RUN_PROMPTS)] + " " * (i // len(FIRST_RUN_PROMPTS))})
-            assert not r["unsteered_reused"] or i >= len(FIRST_RUN_PROMPTS), r
-            firsts.append(t)
-        for i in range(args.steer_reps):  # the warm-up's prompt at a new coefficient: the unsteered side reused
-            t, r = post(base, "/api/steer", {**steer, "coefficient": steer["coefficient"] * (0.5 + 0.25 * i)})
-            assert r["unsteered_reused"], r
-            repeats.append(t)
+        rounds, views, firsts, repeats = [], [], [], []
+        for rnd in range(args.rounds):  # the same requests again: a shared VM's speed drifts (memory_read_gb_s)
+            bw = memory_read_gb_s()
+            v = [post(base, "/api/prompt", {"prompt": prompt, "hook": hook})[0] for _ in range(args.prompt_reps)]
+            f, rep = [], []
+            for i in range(rnd * args.steer_reps, (rnd + 1) * args.steer_reps):  # a new prompt: both sides computed, in one batch
+                t, r = post(base, "/api/steer", {**steer, "prompt": FIRST_RUN_PROMPTS[i % len(FIRST_RUN_PROMPTS)] + " " * (i // len(FIRST_RUN_PROMPTS))})
+                assert not r["unsteered_reused"], r
+                f.append(t)
+            for i in range(args.steer_reps):  # the warm-up's prompt at a new coefficient: the unsteered side reused
+                t, r = post(base, "/api/steer", {**steer, "coefficient": steer["coefficient"] * (0.5 + 0.25 * i)})
+                assert r["unsteered_reused"], r
+                rep.append(t)
+            rounds.append({"memory_read_gb_s_before": bw, "prompt_view": summary(v), "steering_20_tokens": summary(f),
+                           "steering_20_tokens_repeat": summary(rep)})
+            print(f"round {rnd + 1}: memory read {bw} GB/s; prompt view p50 {rounds[-1]['prompt_view']['p50_ms']} ms; steering p50 "
+                  f"{rounds[-1]['steering_20_tokens']['p50_ms']} ms (first run), {rounds[-1]['steering_20_tokens_repeat']['p50_ms']} ms "
+                  f"(a new coefficient)", flush=True)
+            views, firsts, repeats = views + v, firsts + f, repeats + rep
         load1 = os.getloadavg()
         run = {"threads": threads, "hook": hook, "prompt_tokens": 64, "prompt_view": summary(views),
                "steer_request": {k: v for k, v in steer.items() if k != "prompt"} | {"prompt": steer["prompt"]},
                "steering_20_tokens": summary(firsts),
-               "steering_20_tokens_what": "first run of a prompt (FIRST_RUN_PROMPTS): steered and unsteered computed in one batch",
+               "steering_20_tokens_what": ("first run of a prompt (FIRST_RUN_PROMPTS, with 1, 2, ... trailing spaces once all are used): "
+                                           "steered and unsteered computed in one batch"),
                "steering_20_tokens_repeat": summary(repeats),
                "steering_20_tokens_repeat_what": ("the warm-up's prompt and feature at coefficients 0.5, 0.75, ... x the default: "
                                                   "the unsteered side reused, the steered side computed alone"),
+               "pooled": "prompt_view and steering_* pool every round; rounds: each round's own figures and the memory bandwidth before it",
+               "rounds": rounds,
                "load_average_before_after": [list(load0), list(load1)]}
         print(f"{threads} thread(s): prompt view p50 {run['prompt_view']['p50_ms']} ms, p95 {run['prompt_view']['p95_ms']} ms; "
               f"steering 20 tokens p50 {run['steering_20_tokens']['p50_ms']} ms (first run of a prompt), "
@@ -181,6 +196,7 @@ def main() -> None:
     p.add_argument("--threads", nargs="+", type=int, default=[1])
     p.add_argument("--prompt-reps", type=int, default=40)
     p.add_argument("--steer-reps", type=int, default=7)
+    p.add_argument("--rounds", type=int, default=3, help="times the whole set of requests is repeated")
     p.add_argument("--screenshot")
     p.add_argument("--out", default=str(ROOT / "bench/results/app_latency.json"))
     p.add_argument("--note", default="", help="what else ran on the machine meanwhile")
