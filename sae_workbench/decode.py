@@ -4,9 +4,10 @@ key-value-cached forward pass computes them, without its per-step waste.
 TransformerLens's `run_with_hooks(step, past_kv_cache=...)` re-applies the rotary
 embedding to every cached key at every step (it caches keys before rotating them),
 normalises each block's input three times (once each for queries, keys and values),
-and walks some 30 hook points and their Python plumbing per block. In a 20-token
-continuation of Gemma 3 270M on 2 cores that is about a third of the time, and more
-for a long prompt (the explain stage's 1,024-token prompts).
+and walks some 30 hook points and their Python plumbing per block: a 20-token
+continuation of 2 rows of Gemma 3 270M on 2 cores took 2.78 s on its cache and 2.40 s
+here (bench/results/generation_step.json), and the re-rotation grows with the prompt
+(the explain stage's prompts run to 1,024 tokens).
 
 `Decoder` runs the prompt through TransformerLens itself (its key-value cache), rotates
 the cached keys once, and then steps one token at a time through the same modules and

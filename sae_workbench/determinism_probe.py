@@ -35,11 +35,10 @@ def probe(texts_path: str, out_dir: str, steps: int = 3, params_path: str = "par
     from .extraction import extract_activations
     from .kinds import model_kind
     from .kinds.causal_lm import token_logprobs
-    from .models import pad_batch
     from .steer.generation import greedy_continuation
     from .config import load_params
     from .data import read_texts
-    from .models import load_model
+    from .models import load_model, pad_batch
     from .sae.buffer import ShuffledBuffer, safetensors_reader
     from .sae.train import train_sae
 
@@ -55,7 +54,7 @@ def probe(texts_path: str, out_dir: str, steps: int = 3, params_path: str = "par
     t_extract = time.perf_counter() - t0
     n_tokens = sum(len(t["tokens"]) for t in table.texts)
     md5 = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in sorted(out.iterdir()) if f.is_file()}
-    if handle.tokenizer is not None and getattr(handle.model.cfg, "d_vocab", 0) and model_kind(params.model).steering == "generation":
+    if model_kind(params.model).steering == "generation":
         # the LM head: next-token log-probs (kinds.causal_lm.log_probs) and greedy steps (decode.Decoder)
         toks = [handle.tokenize(t.text, params.data.max_tokens) for t in texts[:4]]
         ids, mask = pad_batch([t.ids for t in toks], handle.pad_id)

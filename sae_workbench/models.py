@@ -216,8 +216,8 @@ def pack_weights(tensors) -> None:
     """Let `linear` multiply by oneDNN's packed (reordered once) copy of each of these weights,
     or of any view of one (TransformerLens rearranges its attention weights per pass), under the
     pinned numerics. oneDNN otherwise reorders the weight on every call: for the few rows of a
-    generation step that is most of the product's time (the 262k-row unembedding of 2 rows:
-    58 -> 33 ms here). The same kernel on the same blocked weight: the same bytes, whatever
+    generation step that is a third of the product's time (the 262k-row unembedding of 2 rows:
+    51 -> 35 ms, bench/results/generation_step.json). The same kernel on the same blocked weight: the same bytes, whatever
     the number of rows (tests/test_linear.py). A copy is made at first use and remade when
     the weight changes in place or is replaced; it goes with the weight."""
     for t in tensors:

@@ -141,13 +141,6 @@ def share_model(handle: ModelHandle, turns: Turns) -> None:
     goes through `run_with_hooks` or, a decoding step, `ModelHandle.turn`)."""
     run = handle.model.run_with_hooks
 
-    def run_in_turn(*args, **kwargs):
-        cancel = getattr(_request, "cancel", None)
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("the client went away")
-        with turns.turn():
-            return run(*args, **kwargs)
-
     @contextmanager
     def step_in_turn():
         cancel = getattr(_request, "cancel", None)
@@ -155,6 +148,10 @@ def share_model(handle: ModelHandle, turns: Turns) -> None:
             raise Cancelled("the client went away")
         with turns.turn():
             yield
+
+    def run_in_turn(*args, **kwargs):
+        with step_in_turn():
+            return run(*args, **kwargs)
 
     handle.model.run_with_hooks = run_in_turn
     handle.turn = step_in_turn

@@ -45,8 +45,8 @@ def log_probs(model, resid: torch.Tensor) -> torch.Tensor:
 
     Under the pinned numerics the unembedding is `models.linear` (oneDNN, on W_U packed
     once: `models.pack_weights`), as the model's other products are: against MKL's
-    COMPATIBLE branch it takes 2 rows of Gemma 3's 262k vocabulary from some 45 to 33 ms
-    and 64 rows from 400 to 210 ms (bench/results/generation_step.json), and gives a row
+    COMPATIBLE branch it takes 2 rows of Gemma 3's 262k vocabulary from 48 to 35 ms
+    and 64 rows from 532 to 185 ms (bench/results/generation_step.json), and gives a row
     the same bytes in any batch. Otherwise it multiplies by W_U [d_model, vocab] as stored
     (x @ W_U + b_U), not by TransformerLens's [vocab, d_model] copy (F.linear), which costs
     671 MB. Either way the values differ from TransformerLens's own logits in the last bits
