@@ -191,7 +191,9 @@ def pin() -> None:
     import torch
 
     torch.set_num_threads(THREADS)
-    torch.use_deterministic_algorithms(True)
+    # torch.use_deterministic_algorithms(True) without its first step, importing torch._inductor to set
+    # inductor's own flag (about 2 s per process; nothing here compiles with inductor)
+    torch._C._set_deterministic_algorithms(True, warn_only=False)
     if x86:
         eff = effective()
         bad = []

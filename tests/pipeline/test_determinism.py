@@ -13,7 +13,10 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from sae_workbench import determinism
@@ -39,6 +42,7 @@ MACHINES = {
     },
 }
 ONE_CPU = "no AVX-512, one CPU, one thread"
+PROBE_BYTES = 5.5 * 1024**3  # one probe process's peak RSS with headroom (measured: 4.8 GB)
 # control: pinning off, only ATen's capability differs (default runs on any CPU)
 CONTROL = {
     "unpinned": {determinism.OPT_OUT: "1"},
@@ -67,7 +71,7 @@ def _one_cpu():
 
 @pytest.fixture(scope="module")
 def probes(tmp_path_factory):
-    """md5s and effective settings of each emulated machine's run (all started at once)."""
+    """md5s and effective settings of each emulated machine's run (as many at once as memory allows)."""
     tmp = tmp_path_factory.mktemp("determinism")
     texts = tmp / "texts.jsonl"
     recs = [json.loads(line) for line in (ROOT / "data/texts/labelled.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -79,18 +83,38 @@ def probes(tmp_path_factory):
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert warm.returncode == 0, warm.stderr[-2000:]
-    procs = {}
-    for i, (name, extra) in enumerate({**MACHINES, **CONTROL}.items()):
-        pre = _one_cpu if name == ONE_CPU and hasattr(os, "sched_setaffinity") else None
-        procs[name] = subprocess.Popen(
-            [sys.executable, "-c", PROBE, "--probe", str(texts), "--out", str(tmp / f"run{i}"), "--steps", "3"],
-            cwd=ROOT, env=_env(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=pre,
-        )
-    out = {}
-    for name, p in procs.items():
-        stdout, stderr = p.communicate(timeout=600)
-        assert p.returncode == 0, f"{name}: {stderr[-2000:]}"
+    # at most as many probes at once as memory holds: each peaks near 4.8 GB (Gemma's load, its
+    # unembedding and the packed copy the LM head uses); five at once on a 24 GB machine met the OOM killer
+    at_once = max(1, min(len(MACHINES) + len(CONTROL), int(psutil.virtual_memory().available // PROBE_BYTES)))
+    waiting = list(enumerate({**MACHINES, **CONTROL}.items()))
+    waiting.sort(key=lambda x: x[1][0] != ONE_CPU)  # the slowest (one CPU) first
+    running, out = {}, {}
+    deadline = time.monotonic() + 1800
+
+    def finish(name, p):  # output went to files: a probe never waits on a full pipe
+        stdout, stderr = (Path(f.name).read_text() for f in p.logs)
+        assert p.returncode == 0, f"{name}: exit {p.returncode} ({at_once} probes at once): {stderr[-2000:]}"
         out[name] = json.loads(stdout.strip().splitlines()[-1])
+
+    while waiting or running:
+        while waiting and len(running) < at_once:
+            i, (name, extra) = waiting.pop(0)
+            pre = _one_cpu if name == ONE_CPU and hasattr(os, "sched_setaffinity") else None
+            logs = [open(tmp / f"run{i}.{k}", "w") for k in ("out", "err")]
+            running[name] = subprocess.Popen(
+                [sys.executable, "-c", PROBE, "--probe", str(texts), "--out", str(tmp / f"run{i}"), "--steps", "3"],
+                cwd=ROOT, env=_env(extra), stdout=logs[0], stderr=logs[1], preexec_fn=pre,
+            )
+            running[name].logs = logs
+            for f in logs:
+                f.close()  # the child holds its own copies
+        for name in [n for n, p in running.items() if p.poll() is not None]:
+            finish(name, running.pop(name))
+        if time.monotonic() > deadline:
+            for p in running.values():
+                p.kill()
+            pytest.fail(f"probes still running after 1800 s: {sorted(running)}")
+        time.sleep(0.2)
     return out
 
 

@@ -373,14 +373,18 @@ def test_bad_param_under_dvc_repro_loses_nothing(tiny_run, key, value, message):
 
 
 def test_experiment_diff_names_what_a_param_change_did(tiny_run):
-    """dvc exp run -S analysis.alpha=... on the committed tiny run, then the diff page: the param, the
+    """dvc exp run -S analysis.alpha=... analyze on the committed tiny run, then the diff page: the param, the
     specialists whose verdict moved, and the unchanged SAE metrics, all read from what DVC tracked."""
     git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tiny_run, capture_output=True, text=True, check=True)
     git("add", "-A")
     git("commit", "-qm", "tiny baseline")
     base = json.loads((tiny_run / "metrics/analysis/blocks.2.hook_resid_pre.json").read_text())
-    r = _dvc(["exp", "run", "-n", "strict", "-S", "analysis.alpha=0.0005"], tiny_run)  # p >= 1/1001 always: nothing stays significant
+    # p >= 1/1001 always: nothing stays significant. The diff reads metrics/sae, metrics/analysis and the params,
+    # so the experiment runs the analyze stages alone (the report's stages would add some 10 min of CI)
+    r = _dvc(["exp", "run", "-n", "strict", "-S", "analysis.alpha=0.0005", "analyze"], tiny_run)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    git("checkout", "--", ".")  # the workspace back to the baseline (the experiment left it half-run)
+    assert _dvc(["checkout", "--force"], tiny_run).returncode == 0 and "up to date" in _dvc(["status"], tiny_run).stdout
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     out = subprocess.run([sys.executable, "-m", "sae_workbench.expdiff", "HEAD", "strict", "--out", "diff.md", "--html", "diff.html"],
                          cwd=tiny_run, env=env, capture_output=True, text=True)
