@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -85,33 +84,28 @@ def probes(tmp_path_factory):
     assert warm.returncode == 0, warm.stderr[-2000:]
     # at most as many probes at once as memory holds: each peaks near 4.8 GB (Gemma's load, its
     # unembedding and the packed copy the LM head uses); five at once on a 24 GB machine met the OOM killer
-    at_once = max(1, min(len(MACHINES) + len(CONTROL), int(psutil.virtual_memory().available // PROBE_BYTES)))
+    at_once = max(1, int(psutil.virtual_memory().available // PROBE_BYTES))
     waiting = list(enumerate({**MACHINES, **CONTROL}.items()))
     waiting.sort(key=lambda x: x[1][0] != ONE_CPU)  # the slowest (one CPU) first
-    running, out = {}, {}
+    running, out = {}, {}  # name -> (i, process); name -> probe JSON
     deadline = time.monotonic() + 1800
-
-    def finish(name, p):  # output went to files: a probe never waits on a full pipe
-        stdout, stderr = (Path(f.name).read_text() for f in p.logs)
-        assert p.returncode == 0, f"{name}: exit {p.returncode} ({at_once} probes at once): {stderr[-2000:]}"
-        out[name] = json.loads(stdout.strip().splitlines()[-1])
-
     while waiting or running:
         while waiting and len(running) < at_once:
             i, (name, extra) = waiting.pop(0)
             pre = _one_cpu if name == ONE_CPU and hasattr(os, "sched_setaffinity") else None
-            logs = [open(tmp / f"run{i}.{k}", "w") for k in ("out", "err")]
-            running[name] = subprocess.Popen(
-                [sys.executable, "-c", PROBE, "--probe", str(texts), "--out", str(tmp / f"run{i}"), "--steps", "3"],
-                cwd=ROOT, env=_env(extra), stdout=logs[0], stderr=logs[1], preexec_fn=pre,
-            )
-            running[name].logs = logs
-            for f in logs:
-                f.close()  # the child holds its own copies
-        for name in [n for n, p in running.items() if p.poll() is not None]:
-            finish(name, running.pop(name))
+            # output to files, not pipes: a probe never waits on a pipe nobody reads yet
+            with open(tmp / f"run{i}.out", "w") as stdout, open(tmp / f"run{i}.err", "w") as stderr:
+                running[name] = i, subprocess.Popen(
+                    [sys.executable, "-c", PROBE, "--probe", str(texts), "--out", str(tmp / f"run{i}"), "--steps", "3"],
+                    cwd=ROOT, env=_env(extra), stdout=stdout, stderr=stderr, preexec_fn=pre,
+                )
+        for name in [n for n, (_, p) in running.items() if p.poll() is not None]:
+            i, p = running.pop(name)
+            err = (tmp / f"run{i}.err").read_text()
+            assert p.returncode == 0, f"{name}: exit {p.returncode} (at most {at_once} probes at once): {err[-2000:]}"
+            out[name] = json.loads((tmp / f"run{i}.out").read_text().strip().splitlines()[-1])
         if time.monotonic() > deadline:
-            for p in running.values():
+            for _, p in running.values():
                 p.kill()
             pytest.fail(f"probes still running after 1800 s: {sorted(running)}")
         time.sleep(0.2)
