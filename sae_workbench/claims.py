@@ -96,6 +96,22 @@ def methods_claim(study) -> str | None:
             f"the prompt is {vs('prompt')}.")
 
 
+def judge_check_claim(study) -> str | None:
+    """One sentence on the judge's check (explain.study.judge_check): does the judge find
+    planted explanations, so that its detection and fuzzing scores can mean something?"""
+    c = getattr(study, "judge_check", None) if study is not None else None
+    if not c:
+        return None
+    m, level = c["mean"], 100 * (1 - c["alpha"])
+    head = (f"Checked first on planted explanations (each of {m['n']} categories' description, read with {c['texts_per_category']} held-out texts "
+            f"of each category), the judge's detection AUROC averages {m['mean']:.3f} ({level:.4g}% interval over categories "
+            f"{m['ci_low']:.3f} to {m['ci_high']:.3f})")
+    if c["verdict"] == "above_chance":
+        return head + ": it finds right explanations above chance, so its scores below can rank explanations."
+    return (head + ": the judge does not find even these above chance, so its detection and fuzzing scores below cannot tell a right "
+            "explanation from a wrong one; the embedding scorer does not use it.")
+
+
 def explain_claim(study, scorer: str = "detection") -> str | None:
     """One sentence on the explanations' `scorer` AUROC against the shuffled and top-token
     controls (paired bootstrap over features); None without a summary for it."""

@@ -1,13 +1,20 @@
 """The language model that writes and judges explanations, behind one small interface:
 
-    llm.complete(prompt, max_tokens) -> str        the first line of a greedy completion
-    llm.yes_no(prompts) -> list[float]             log P(Yes) - log P(No) as the next answer
+    llm.complete(prompt, max_tokens) -> str                the first line of a greedy completion
+    llm.complete_many(prompts, max_tokens) -> [str]        the same for several prompts (batched)
+    llm.yes_no_grid(head, texts, tails) -> [[float]]       log P(Yes) - log P(No) as the next
+                                                           answer after head + texts[i] + tails[j]
+
+A judge reads every text against every explanation (the explanation and its controls), so
+it is asked a grid: the text comes before the explanation in each prompt, and the local
+model runs the shared head once, each text once after it, and only the short tails (the
+explanation and "Answer:") per cell, reusing the keys and values before them.
 
 Two implementations: `LocalLM`, the embedded causal LM (Gemma 3 270M by default) read
 through TransformerLens, few-shot prompted; and `EndpointLM`, any OpenAI-compatible
 chat endpoint (a local llama.cpp, vLLM or Ollama server), its key read from an
 environment variable. `Cached` wraps either: every answer is stored by a hash of
-(model, call, prompt) in a JSON-lines file under the workbench cache
+(model, call, prompt parts) in a JSON-lines file under the workbench cache
 (<cache>/explain/), so a re-run with the same prompts costs nothing.
 """
 
@@ -25,7 +32,8 @@ import torch
 from ..offline import cache_root
 
 PROMPT_TOKENS = 1024
-"""Longest prompt the local model reads (longer ones keep their end)."""
+"""Longest prompt the local model reads (longer ones keep their end; a judged text is cut
+to fit beside its head and tails)."""
 
 
 class LocalLM:
@@ -37,66 +45,83 @@ class LocalLM:
         tok = handle.tokenizer
         self.yes = tok.encode(" Yes", add_special_tokens=False)[0]
         self.no = tok.encode(" No", add_special_tokens=False)[0]
+        self._heads: dict[str, tuple] = {}
 
     def _ids(self, prompt: str) -> list[int]:
         tok = self.handle.tokenizer
         ids = tok.encode(prompt, add_special_tokens=False)[-(PROMPT_TOKENS - 1):]
         return [tok.bos_token_id] + ids
 
-    @torch.no_grad()
     def complete(self, prompt: str, max_tokens: int) -> str:
-        from ..steer.generation import greedy_continuation
-
-        ids = torch.tensor([self._ids(prompt)])
-        out = greedy_continuation(self.handle, ids, max_tokens)[0, ids.shape[1]:]
-        return first_line(self.handle.tokenizer.decode(out.tolist(), skip_special_tokens=True))
+        return self.complete_many([prompt], max_tokens)[0]
 
     @torch.no_grad()
-    def yes_no(self, prompts: list[str], prefix: str | None = None) -> list[float]:
-        """prefix: a start every prompt shares (the few-shot examples and the explanation): it is
-        run once and its keys and values reused for each prompt's rest (TransformerLens's
-        key-value cache), for the prompts whose tokens are the prefix's followed by the rest's;
-        the others, and all without a prefix, run whole."""
-        seqs = [self._ids(p) for p in prompts]
-        out = [0.0] * len(seqs)
-        rest = list(range(len(seqs)))
-        if prefix and len(prompts) > 1:
-            pre = self._ids(prefix)
-            tails = {i: seqs[i][len(pre):] for i in rest if prompts[i].startswith(prefix) and seqs[i][: len(pre)] == pre and len(seqs[i]) > len(pre)}
-            if tails:
-                self._score(list(tails), [tails[i] for i in tails], out, pre)
-                rest = [i for i in rest if i not in tails]
-        if rest:
-            self._score(rest, [seqs[i] for i in rest], out)
+    def complete_many(self, prompts: list[str], max_tokens: int) -> list[str]:
+        """complete() of each prompt, batch_size at a time (left-padded, shortest first): a
+        generation step reads the weights once for the whole batch."""
+        from ..steer.generation import greedy_continuation, left_pad
+
+        seqs = [torch.tensor([self._ids(p)]) for p in prompts]
+        out = [""] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: (seqs[i].shape[1], i))
+        for b in range(0, len(order), self.batch_size):
+            rows = order[b : b + self.batch_size]
+            ids, mask = left_pad([seqs[i] for i in rows], self.handle.pad_id)
+            gen = greedy_continuation(self.handle, ids, max_tokens, mask=mask if bool((mask == 0).any()) else None)[:, ids.shape[1]:]
+            for r, i in enumerate(rows):
+                out[i] = first_line(self.handle.tokenizer.decode(gen[r].tolist(), skip_special_tokens=True))
         return out
 
-    def _score(self, index: list[int], seqs: list[list[int]], out: list[float], prefix: list[int] | None = None) -> None:
-        from ..kinds.causal_lm import log_probs
-        from ..models import pad_batch
-
-        model = self.handle.model
-        base = None
-        if prefix is not None:
+    def _head(self, head: str):
+        """(the key-value cache of BOS + head, batch 1, its token count): run once per head."""
+        if head not in self._heads:
             from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
-            base = TransformerLensKeyValueCache.init_cache(model.cfg, torch.device("cpu"), 1)
-            pre = torch.tensor([prefix])
-            model.run_with_hooks(pre, attention_mask=torch.ones_like(pre), past_kv_cache=base, stop_at_layer=self.handle.n_layers)
-        order = sorted(range(len(seqs)), key=lambda k: (len(seqs[k]), k))
+            model = self.handle.model
+            cache = TransformerLensKeyValueCache.init_cache(model.cfg, torch.device("cpu"), 1)
+            ids = torch.tensor([self._ids(head)])
+            model.run_with_hooks(ids, attention_mask=torch.ones_like(ids), past_kv_cache=cache, stop_at_layer=self.handle.n_layers)
+            self._heads[head] = (cache, ids.shape[1])
+        return self._heads[head]
+
+    @torch.no_grad()
+    def yes_no_grid(self, head: str, texts: list[str], tails: list[str]) -> list[list[float]]:
+        """out[i][j]: log P(" Yes") - log P(" No") after BOS + head + texts[i] + tails[j], each part
+        tokenized on its own. The head runs once (and is kept for the next call), each text once
+        after it in batches of batch_size (right-padded: the padding is masked and takes no
+        position), then every tail after each batch's texts."""
+        from ..kinds.causal_lm import token_logits
+        from ..models import pad_batch
+
+        tok, model, n = self.handle.tokenizer, self.handle.model, self.handle.n_layers
+        if not texts or not tails:
+            return [[] for _ in texts] if not tails else []
+        tail_ids = [tok.encode(t, add_special_tokens=False) for t in tails]
+        if not all(tail_ids):
+            raise ValueError("yes_no_grid: every tail must hold a token (it ends with the question the judge answers)")
+        base, n_head = self._head(head)
+        room = max(1, PROMPT_TOKENS - n_head - max(map(len, tail_ids)))
+        text_ids = [tok.encode(t, add_special_tokens=False)[:room] or [self.handle.pad_id] for t in texts]
+        out = [[0.0] * len(tails) for _ in texts]
+        order = sorted(range(len(texts)), key=lambda i: (len(text_ids[i]), i))
         for b in range(0, len(order), self.batch_size):
-            ks = order[b : b + self.batch_size]
-            ids, mask = pad_batch([seqs[k] for k in ks], self.handle.pad_id)
-            kw = {}
-            if base is not None:
-                kw["past_kv_cache"] = _repeated(base, len(ks))
-            resid = model.run_with_hooks(ids, attention_mask=mask, stop_at_layer=self.handle.n_layers, **kw)
-            lp = log_probs(model, resid[torch.arange(len(ks)), mask.sum(1) - 1])
-            for r, k in enumerate(ks):
-                out[index[k]] = float(lp[r, self.yes] - lp[r, self.no])
+            rows = order[b : b + self.batch_size]
+            ids, mask = pad_batch([text_ids[i] for i in rows], self.handle.pad_id)
+            cache = _repeated(base, len(rows), frozen=False)
+            model.run_with_hooks(ids, attention_mask=mask, past_kv_cache=cache, stop_at_layer=n)
+            cache.freeze()
+            for j, t in enumerate(tail_ids):
+                tids = torch.tensor([t]).expand(len(rows), -1)
+                resid = model.run_with_hooks(tids, attention_mask=torch.ones_like(tids), past_kv_cache=cache, stop_at_layer=n)
+                yn = token_logits(model, resid[:, -1], [self.yes, self.no])
+                for r, i in enumerate(rows):
+                    out[i][j] = float(yn[r, 0] - yn[r, 1])
+        return out
 
 
-def _repeated(cache, n: int):
-    """A frozen copy of a batch-1 key-value cache with its keys, values and mask repeated n times."""
+def _repeated(cache, n: int, frozen: bool = True):
+    """A copy of a batch-1 key-value cache with its keys, values and mask repeated n times
+    (views: a forward that appends to an unfrozen copy makes new tensors, the original stays)."""
     import copy
 
     c = copy.copy(cache)
@@ -106,13 +131,13 @@ def _repeated(cache, n: int):
         e2.past_keys, e2.past_values = e.past_keys.expand(n, -1, -1, -1), e.past_values.expand(n, -1, -1, -1)
         c.entries.append(e2)
     c.previous_attention_mask = cache.previous_attention_mask.expand(n, -1)
-    c.freeze()
+    c.freeze() if frozen else c.unfreeze()
     return c
 
 
 class EndpointLM:
     """An OpenAI-compatible chat endpoint (POST <base>/chat/completions), temperature 0.
-    yes_no reads the first answer token's log-probabilities (top_logprobs) where the server
+    yes_no_grid reads the first answer token's log-probabilities (top_logprobs) where the server
     returns them, else the answer's first word (+/- 10 for Yes / No, 0 otherwise)."""
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "", timeout: float = 120.0):
@@ -136,6 +161,9 @@ class EndpointLM:
             raise RuntimeError(f"explain.endpoint {self.url} did not answer ({e}); start the server or set explain.endpoint: '' "
                                "for the embedded model") from None
 
+    def complete_many(self, prompts: list[str], max_tokens: int) -> list[str]:
+        return [self.complete(p, max_tokens) for p in prompts]
+
     def complete(self, prompt: str, max_tokens: int) -> str:
         d = self._post(prompt, max_tokens, False)
         try:
@@ -143,8 +171,9 @@ class EndpointLM:
         except (KeyError, IndexError, TypeError):
             raise RuntimeError(f"explain.endpoint {self.url} answered without choices[0].message.content") from None
 
-    def yes_no(self, prompts: list[str], prefix: str | None = None) -> list[float]:
-        return [self._yes_no(p) for p in prompts]
+    def yes_no_grid(self, head: str, texts: list[str], tails: list[str]) -> list[list[float]]:
+        """One request per cell: the server sees each whole prompt."""
+        return [[self._yes_no(head + t + e) for e in tails] for t in texts]
 
     def _yes_no(self, prompt: str) -> float:
         d = self._post(prompt, 1, True)
@@ -188,30 +217,49 @@ class Cached:
 
     def _save(self, items: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        cut = _ends_cut(self.path)
         with open(self.path, "a", encoding="utf-8") as f:
+            if cut:
+                f.write("\n")  # an interrupted run's last line stays alone
             for k, v in items.items():
                 f.write(json.dumps({"k": k, "v": v}) + "\n")
         self.store.update(items)
 
     def complete(self, prompt: str, max_tokens: int) -> str:
-        k = self._key("complete", prompt, max_tokens)
-        self.calls += 1
-        if k in self.store:
-            self.hits += 1
-            return self.store[k]
-        v = self.llm.complete(prompt, max_tokens)
-        self._save({k: v})
-        return v
+        return self.complete_many([prompt], max_tokens)[0]
 
-    def yes_no(self, prompts: list[str], prefix: str | None = None) -> list[float]:
-        keys = [self._key("yes_no", p) for p in prompts]
+    def complete_many(self, prompts: list[str], max_tokens: int) -> list[str]:
+        keys = [self._key("complete", p, max_tokens) for p in prompts]
         self.calls += len(prompts)
         todo = [i for i, k in enumerate(keys) if k not in self.store]
         self.hits += len(prompts) - len(todo)
         if todo:
-            got = self.llm.yes_no([prompts[i] for i in todo], prefix)
+            got = self.llm.complete_many([prompts[i] for i in todo], max_tokens)
             self._save({keys[i]: v for i, v in zip(todo, got)})
         return [self.store[k] for k in keys]
+
+    def yes_no_grid(self, head: str, texts: list[str], tails: list[str]) -> list[list[float]]:
+        """The llm's grid, asking it only the texts and tails of the cells not stored yet."""
+        keys = [[self._key("yes_no_grid", head, t, e) for e in tails] for t in texts]
+        n_cells = len(texts) * len(tails)
+        self.calls += n_cells
+        rows = [i for i, row in enumerate(keys) if any(k not in self.store for k in row)]
+        cols = [j for j in range(len(tails)) if any(keys[i][j] not in self.store for i in rows)]
+        self.hits += n_cells - sum(k not in self.store for row in keys for k in row)
+        if rows:
+            got = self.llm.yes_no_grid(head, [texts[i] for i in rows], [tails[j] for j in cols])
+            self._save({keys[i][j]: got[a][b] for a, i in enumerate(rows) for b, j in enumerate(cols)})
+        return [[self.store[k] for k in row] for row in keys]
+
+
+def _ends_cut(path: Path) -> bool:
+    """Whether the file's last line lacks its line break (a run interrupted mid-write)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:  # no file, or an empty one
+        return False
 
 
 def first_line(text: str, limit: int = 200) -> str:

@@ -2,18 +2,20 @@
 "Automatically interpreting millions of features in LLMs"), offline:
 
     explain(llm, examples)                    one line from contexts with the firing tokens marked
-    detection(llm, explanation, pos, neg)     the judge reads the explanation and each held-out
-                                              context (plain) and answers whether the feature
+    detection(llm, explanations, pos, neg)    the judge reads each held-out context (plain), then
+                                              an explanation, and answers whether the feature
                                               fires in it; AUROC of log P(Yes) - log P(No),
                                               activating against non-activating contexts
-    fuzzing(llm, explanation, pos, rng)       the judge reads activating contexts with the tokens
+    fuzzing(llm, explanations, pos, rng)      the judge reads activating contexts with the tokens
                                               marked: correctly (the firing tokens) or at as many
                                               random non-firing tokens; AUROC correct vs random
     embedding(embed, explanation, pos, neg)   all-MiniLM-L6-v2 embeds the explanation and each
                                               context; AUROC of cosine similarity, activating
                                               against non-activating
 
-An AUROC of 0.5 is chance. The prompts are few-shot (the embedded judge is a small base
+detection and fuzzing score a list of explanations (a feature's own and its controls) on the
+same contexts: the judge reads each context once for all of them. An AUROC of 0.5 is
+chance. The prompts are few-shot (the embedded judge is a small base
 model), their examples generic and about none of the seven categories.
 """
 
@@ -41,42 +43,39 @@ Texts:
 {{examples}}
 Explanation:"""
 
-DETECTION_PROMPT = """A feature of a language model is described by an explanation. Answer Yes if the text contains what the explanation describes, and No if it does not.
+DETECTION_HEAD = """A feature of a language model is described by an explanation. Answer Yes if the text contains what the explanation describes, and No if it does not.
 
-Explanation: numbers written with digits
 Text: The train leaves at 7:45 from platform 3.
-Answer: Yes
-
 Explanation: numbers written with digits
-Text: She walked slowly along the quiet river.
-Answer: No
-
-Explanation: {explanation}
-Text: {text}
-Answer:"""
-
-FUZZING_PROMPT = f"""Some words of a text are marked with {MARK_OPEN} {MARK_CLOSE}. Answer Yes if the marked words are what the explanation describes, and No if they are not.
-
-Explanation: names of animals
-Text: The {MARK_OPEN}dog{MARK_CLOSE} barked at the {MARK_OPEN}cat{MARK_CLOSE} all night.
 Answer: Yes
 
-Explanation: names of animals
-Text: The dog {MARK_OPEN}barked{MARK_CLOSE} at the cat all {MARK_OPEN}night{MARK_CLOSE}.
+Text: She walked slowly along the quiet river.
+Explanation: numbers written with digits
 Answer: No
 
-Explanation: {{explanation}}
-Text: {{text}}
-Answer:"""
+Text:"""
+
+FUZZING_HEAD = f"""Some words of a text are marked with {MARK_OPEN} {MARK_CLOSE}. Answer Yes if the marked words are what the explanation describes, and No if they are not.
+
+Text: The {MARK_OPEN}dog{MARK_CLOSE} barked at the {MARK_OPEN}cat{MARK_CLOSE} all night.
+Explanation: names of animals
+Answer: Yes
+
+Text: The dog {MARK_OPEN}barked{MARK_CLOSE} at the cat all {MARK_OPEN}night{MARK_CLOSE}.
+Explanation: names of animals
+Answer: No
+
+Text:"""
+
+TEXT = " {text}\n"
+TAIL = "Explanation: {explanation}\nAnswer:"
+"""A judge's prompt is HEAD + TEXT + TAIL: the text before the explanation, so that the
+explanation and its controls are read after the same text (`llm.yes_no_grid`)."""
 
 
-def _shared(prompts: list[str]) -> str:
-    """The prompts' common start, cut at its last line break (the few-shot examples and the
-    explanation): the judge may run it once for all of them."""
-    import os
-
-    common = os.path.commonprefix(prompts)
-    return common[: common.rfind("\n") + 1] if "\n" in common else ""
+def judge_prompt(head: str, text: str, explanation: str) -> str:
+    """The whole prompt the judge answers (what an endpoint is sent)."""
+    return head + TEXT.format(text=text) + TAIL.format(explanation=explanation)
 
 
 def _one_line(s: str, limit: int = 400) -> str:
@@ -85,9 +84,14 @@ def _one_line(s: str, limit: int = 400) -> str:
 
 def explain(llm, examples: list[Context], max_tokens: int) -> str:
     """One line explaining what fires in `examples` (the train texts' contexts)."""
-    text = "\n".join(_one_line(c.marked()) for c in examples)
-    out = llm.complete(EXPLAIN_PROMPT.format(examples=text), max_tokens).replace(MARK_OPEN, "").replace(MARK_CLOSE, "").strip()
-    return out or "(no explanation)"
+    return explain_many(llm, [examples], max_tokens)[0]
+
+
+def explain_many(llm, examples: list[list[Context]], max_tokens: int) -> list[str]:
+    """explain() of several features' examples, the llm's completions batched."""
+    prompts = [EXPLAIN_PROMPT.format(examples="\n".join(_one_line(c.marked()) for c in ex)) for ex in examples]
+    outs = llm.complete_many(prompts, max_tokens)
+    return [o.replace(MARK_OPEN, "").replace(MARK_CLOSE, "").strip() or "(no explanation)" for o in outs]
 
 
 def top_tokens_explanation(tokens: list[str]) -> str:
@@ -101,11 +105,22 @@ def _auroc_and_accuracy(pos: list[float], neg: list[float]) -> dict:
     return {"auroc": finite_or_none(auroc(p, n)), "balanced_accuracy": finite_or_none(bal), "n_pos": int(len(p)), "n_neg": int(len(n))}
 
 
-def detection(llm, explanation: str, pos: list[Context], neg: list[Context]) -> dict:
-    """Delphi's detection score (module docstring): {auroc, balanced_accuracy (threshold 0), n_pos, n_neg}."""
-    prompts = [DETECTION_PROMPT.format(explanation=explanation, text=_one_line(c.plain())) for c in pos + neg]
-    s = llm.yes_no(prompts, _shared(prompts))
-    return _auroc_and_accuracy(s[: len(pos)], s[len(pos):])
+def margins(llm, head: str, texts: list[str], explanations: list[str]) -> np.ndarray:
+    """[len(texts), len(explanations)]: the judge's log P(Yes) - log P(No) for each text read
+    with each explanation after `head` (DETECTION_HEAD or FUZZING_HEAD)."""
+    grid = llm.yes_no_grid(head, [TEXT.format(text=t) for t in texts], [TAIL.format(explanation=e) for e in explanations])
+    return np.asarray(grid, dtype=float).reshape(len(texts), len(explanations))
+
+
+def _grid_scores(llm, head: str, texts: list[str], explanations: list[str], n_pos: int) -> list[dict]:
+    grid = margins(llm, head, texts, explanations).tolist()
+    return [_auroc_and_accuracy([row[j] for row in grid[:n_pos]], [row[j] for row in grid[n_pos:]]) for j in range(len(explanations))]
+
+
+def detection(llm, explanations: list[str], pos: list[Context], neg: list[Context]) -> list[dict]:
+    """Delphi's detection score (module docstring) of each explanation on the same contexts:
+    [{auroc, balanced_accuracy (threshold 0), n_pos, n_neg}]."""
+    return _grid_scores(llm, DETECTION_HEAD, [_one_line(c.plain()) for c in pos + neg], explanations, len(pos))
 
 
 def random_marks(c: Context, rng: np.random.Generator, frac: float = 0.3) -> set[int]:
@@ -117,13 +132,12 @@ def random_marks(c: Context, rng: np.random.Generator, frac: float = 0.3) -> set
     return set(int(i) for i in rng.choice(quiet, size=k, replace=False)) if k else set()
 
 
-def fuzzing(llm, explanation: str, pos: list[Context], rng: np.random.Generator) -> dict:
-    """Delphi's fuzzing score (module docstring): correctly against randomly marked activating contexts."""
+def fuzzing(llm, explanations: list[str], pos: list[Context], rng: np.random.Generator) -> list[dict]:
+    """Delphi's fuzzing score (module docstring) of each explanation: correctly against randomly
+    marked activating contexts, the same marks for every explanation."""
     right = [_one_line(c.marked()) for c in pos]
     wrong = [_one_line(c.marked(random_marks(c, rng))) for c in pos]
-    prompts = [FUZZING_PROMPT.format(explanation=explanation, text=t) for t in right + wrong]
-    s = llm.yes_no(prompts, _shared(prompts))
-    return _auroc_and_accuracy(s[: len(right)], s[len(right):])
+    return _grid_scores(llm, FUZZING_HEAD, right + wrong, explanations, len(right))
 
 
 def memo_embed(embed):

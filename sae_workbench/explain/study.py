@@ -8,6 +8,11 @@ a score means:
     top_tokens   'the tokens "a", "b", ...': the tokens this feature fires on most in the
                  train contexts, no description: what token identity alone gets
 
+The judge is checked first on explanations planted where they are right (`judge_check`):
+each category's description read with held-out texts of that category and of the others.
+A judge at chance there cannot tell a right explanation from a wrong one, and its
+detection and fuzzing scores say nothing about the features' explanations.
+
 A feature is explained when it fires in at least MIN_TRAIN train texts and MIN_HELDOUT
 held-out texts (alive on the texts it would be explained from and scored on).
 Summary per scorer and condition: the mean AUROC over features with a bootstrap interval
@@ -35,6 +40,20 @@ from .contexts import explainer_examples, quantile_sample, text_contexts, top_to
 SCORERS = ("detection", "fuzzing", "embedding")
 CONDITIONS = ("explanation", "shuffled", "top_tokens")
 MIN_TRAIN, MIN_HELDOUT = 3, 2
+PLANTED = {
+    "python": "Python source code",
+    "urls": "web addresses (URLs)",
+    "math": "mathematics and equations",
+    "non_english": "text in a language other than English",
+    "social": "social media posts with hashtags and emoji",
+    "formal": "formal, official language",
+    "conversational": "casual conversation",
+}
+"""Planted explanations for the judge's check: a description of each category's texts."""
+CHECK_TEXTS = 6
+"""Held-out texts per category the judge's check reads (seeded)."""
+EXPLAIN_BATCH = 8
+"""Explanations asked of the llm at once (the local model generates them as one batch)."""
 
 
 @dataclass
@@ -70,15 +89,17 @@ class ExplainStudy:
     summary: dict
     """summary[scorer] = {"mean": {condition: bootstrap_mean}, "vs_shuffled": test, "vs_top_tokens": test}."""
     settings: dict
+    judge_check: dict = field(default_factory=dict)
+    """The judge on planted explanations (`judge_check`); {} when it was not run."""
 
     def to_json(self) -> dict:
         return rounded({"hook": self.hook, "explainer": self.explainer, "settings": self.settings, "summary": self.summary,
-                        "features": [asdict(f) for f in self.features]})
+                        "judge_check": self.judge_check, "features": [asdict(f) for f in self.features]})
 
     @classmethod
     def from_json(cls, d: dict) -> ExplainStudy:
         return cls(hook=d["hook"], explainer=d["explainer"], features=[FeatureExplanation(**f) for f in d["features"]],
-                   summary=d["summary"], settings=d["settings"])
+                   summary=d["summary"], settings=d["settings"], judge_check=d["judge_check"])
 
     @classmethod
     def read(cls, path: str | Path) -> ExplainStudy:
@@ -90,6 +111,8 @@ class ExplainStudy:
     def metrics_json(self) -> dict:
         out = {"hook": self.hook, "features": len(self.features),
                "specialists": sum(f.role == "specialist" for f in self.features)}
+        if self.judge_check:
+            out["judge_check"] = {k: self.judge_check["mean"][k] for k in ("mean", "ci_low", "ci_high")} | {"verdict": self.judge_check["verdict"]}
         for s, v in self.summary.items():
             out[s] = {c: v["mean"][c]["mean"] for c in CONDITIONS} | {
                 f"vs_{c}": {k: v[f"vs_{c}"][k] for k in ("diff", "ci_low", "ci_high", "verdict")} for c in CONDITIONS[1:]}
@@ -139,8 +162,8 @@ def explain_study(ft, table, specialists: dict, llm, embed, cfg, rng: np.random.
     if len(chosen) < 2:
         raise ValueError(f"fewer than 2 features of {hook} fire in {MIN_TRAIN}+ train and {MIN_HELDOUT}+ held-out texts: "
                          "nothing to explain and compare (more texts, or another hook)")
-    feats, sets = [], []
-    for f, role, cats in tqdm(chosen, desc=f"explain {hook}", unit="feature"):
+    feats, sets, shown = [], [], []
+    for f, role, cats in chosen:
         ctx = text_contexts(ft.feature_values(f), table, cfg.window)
         train = [c for c in ctx if c.split == "train" and c.max_act > 0]
         held = [c for c in ctx if c.split == "heldout" and c.max_act > 0]
@@ -149,25 +172,55 @@ def explain_study(ft, table, specialists: dict, llm, embed, cfg, rng: np.random.
         pos = quantile_sample(held, cfg.n_score, rng)
         neg = [quiet[i] for i in sorted(rng.choice(len(quiet), size=min(cfg.n_score, len(quiet)), replace=False))] if quiet else []
         feats.append(FeatureExplanation(
-            feature=f, role=role, categories=cats, explanation=scoring.explain(llm, examples, cfg.max_explanation_tokens),
-            top_tokens=top_tokens(train), examples=[c.marked() for c in examples], n_train_active=len(train),
-            n_heldout_active=len(held), shuffled_from=None))
+            feature=f, role=role, categories=cats, explanation="", top_tokens=top_tokens(train), examples=[c.marked() for c in examples],
+            n_train_active=len(train), n_heldout_active=len(held), shuffled_from=None))
         sets.append((pos, neg))
+        shown.append(examples)
+    step = EXPLAIN_BATCH
+    with tqdm(total=len(feats), desc=f"explain {hook}", unit="feature") as bar:
+        for b in range(0, len(feats), step):
+            for fe, text in zip(feats[b : b + step], scoring.explain_many(llm, shown[b : b + step], cfg.max_explanation_tokens)):
+                fe.explanation = text
+            bar.update(len(feats[b : b + step]))
     perm = derangement(len(feats), rng)
     for i, (fe, (pos, neg)) in enumerate(tqdm(list(zip(feats, sets)), desc=f"score explanations of {hook}", unit="feature")):
         fe.shuffled_from = feats[perm[i]].feature
         texts = {"explanation": fe.explanation, "shuffled": feats[perm[i]].explanation,
                  "top_tokens": scoring.top_tokens_explanation(fe.top_tokens)}
-        fe.scores = {"detection": {}, "fuzzing": {}, "embedding": {}}
-        for cond, e in texts.items():
-            fe.scores["detection"][cond] = scoring.detection(llm, e, pos, neg)
-            fe.scores["fuzzing"][cond] = scoring.fuzzing(llm, e, pos, np.random.default_rng([int(fe.feature), 1]))
-            fe.scores["embedding"][cond] = scoring.embedding(embed, e, pos, neg)
+        expl = [texts[c] for c in CONDITIONS]  # the judge reads each context once for all three
+        det = scoring.detection(llm, expl, pos, neg)
+        fuzz = scoring.fuzzing(llm, expl, pos, np.random.default_rng([int(fe.feature), 1]))
+        fe.scores = {"detection": dict(zip(CONDITIONS, det)), "fuzzing": dict(zip(CONDITIONS, fuzz)),
+                     "embedding": {c: scoring.embedding(embed, texts[c], pos, neg) for c in CONDITIONS}}
     summary = summarize(feats, rng, n_boot, alpha)
+    check = judge_check(llm, table, cfg.window, rng, n_boot, alpha)
     settings = {"n_random": cfg.n_random, "n_examples": cfg.n_examples, "n_score": cfg.n_score, "window": cfg.window,
                 "max_explanation_tokens": cfg.max_explanation_tokens, "min_train_texts": MIN_TRAIN, "min_heldout_texts": MIN_HELDOUT,
                 "n_boot": n_boot, "alpha": alpha}  # not the cache's hits: a re-run writes the same bytes
-    return ExplainStudy(hook=hook, explainer=llm.ident, features=feats, summary=summary, settings=settings)
+    return ExplainStudy(hook=hook, explainer=llm.ident, features=feats, summary=summary, settings=settings, judge_check=check)
+
+
+def judge_check(llm, table, window: int, rng: np.random.Generator, n_boot: int, alpha: float, n_texts: int = CHECK_TEXTS) -> dict:
+    """The judge on planted explanations: CHECK_TEXTS held-out texts of each category (their
+    first `window` tokens, seeded), each read by detection with every category's PLANTED
+    description. Per category, the AUROC of its description on its own texts against the
+    other categories' texts; their mean with a bootstrap interval over categories, and the
+    verdict 'above_chance' only when that interval lies above 0.5 ('at_chance' otherwise).
+    {} with fewer than two categories."""
+    ctx = text_contexts(np.zeros(table.n_kept, dtype=np.float32), table, window)  # each text's first window
+    by = {c: [x for x in ctx if x.split == "heldout" and x.category == c and x.plain()] for c in PLANTED}
+    picked = {c: [v[i] for i in sorted(rng.choice(len(v), size=min(n_texts, len(v)), replace=False))] for c, v in by.items() if v}
+    cats = list(picked)
+    if len(cats) < 2:
+        return {}
+    texts = [x for c in cats for x in picked[c]]
+    label = np.array([x.category for x in texts])
+    m = scoring.margins(llm, scoring.DETECTION_HEAD, [scoring._one_line(x.plain()) for x in texts], [PLANTED[c] for c in cats])
+    per = {c: scoring._auroc_and_accuracy(m[label == c, j].tolist(), m[label != c, j].tolist()) for j, c in enumerate(cats)}
+    vals = [v["auroc"] for v in per.values() if v["auroc"] is not None]
+    mean = bootstrap_mean(vals, rng, n_boot, alpha)
+    return {"planted": {c: PLANTED[c] for c in cats}, "texts_per_category": n_texts, "per_category": per, "mean": mean,
+            "alpha": alpha, "verdict": "above_chance" if mean["ci_low"] > 0.5 else "at_chance"}
 
 
 def summarize(feats: list[FeatureExplanation], rng: np.random.Generator, n_boot: int, alpha: float) -> dict:

@@ -62,6 +62,20 @@ def log_probs(model, resid: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(apply_softcap(logits, model.cfg.output_logits_soft_cap).float(), -1)
 
 
+def token_logits(model, resid: torch.Tensor, tokens: list[int]) -> torch.Tensor:
+    """Logits [..., len(tokens)] (float32) of a few vocabulary tokens from final residuals
+    [..., d_model]: the final norm, those tokens' W_U columns and the soft-cap, as log_probs
+    applies them, without the other 262k columns. Two tokens' log-probability difference is
+    their logits' difference (the normaliser cancels), so a yes/no judge needs only this."""
+    from transformer_lens.utilities.activation_functions import apply_softcap
+
+    x = model.ln_final(resid) if getattr(model.cfg, "normalization_type", None) is not None else resid
+    w_u = model.W_U[:, tokens]
+    flat = x.reshape(-1, x.shape[-1]).to(w_u.dtype)
+    logits = torch.addmm(model.unembed.b_U[tokens].to(w_u.dtype), flat, w_u).reshape(*x.shape[:-1], len(tokens))
+    return apply_softcap(logits, model.cfg.output_logits_soft_cap).float()
+
+
 def target_logprobs(model, resid: torch.Tensor, targets: torch.Tensor, chunk: int = LOGIT_CHUNK) -> torch.Tensor:
     """[n] log p(targets[j] | resid[j]) for resid [n, d_model], in chunks (differentiable)."""
     parts = [log_probs(model, resid[a : a + chunk]).gather(-1, targets[a : a + chunk, None].to(resid.device))[:, 0]

@@ -82,23 +82,28 @@ def test_the_cache_answers_repeated_calls_and_survives_a_cut_line(tmp_path):
         def __init__(self):
             self.n = 0
 
-        def complete(self, prompt, max_tokens):
-            self.n += 1
-            return f"answer to {prompt}"
-
-        def yes_no(self, prompts, prefix=None):
+        def complete_many(self, prompts, max_tokens):
             self.n += len(prompts)
-            return [float(len(p)) for p in prompts]
+            return [f"answer to {p}" for p in prompts]
+
+        def yes_no_grid(self, head, texts, tails):
+            self.n += len(texts) * len(tails)
+            return [[float(len(head + t + e)) for e in tails] for t in texts]
 
     inner = Counting()
     c = Cached(inner, tmp_path / "cache.jsonl")
-    assert c.complete("x", 5) == "answer to x" and c.yes_no(["ab", "abc"]) == [2.0, 3.0]
-    assert c.complete("x", 5) == "answer to x" and c.yes_no(["abc", "abcd"]) == [3.0, 4.0]
-    assert inner.n == 4 and c.hits == 2 and c.calls == 6
+    assert c.complete("x", 5) == "answer to x" and c.yes_no_grid("h", ["a", "ab"], ["?"]) == [[3.0], [4.0]]
+    assert c.complete_many(["y", "x"], 5) == ["answer to y", "answer to x"] and inner.n == 1 + 2 + 1
+    # only the cells not stored are asked: the new text against both tails, the new tail against the old text
+    assert c.yes_no_grid("h", ["ab", "abc"], ["?", "??"]) == [[4.0, 5.0], [5.0, 6.0]] and inner.n == 1 + 2 + 1 + 4
+    assert c.complete("x", 5) == "answer to x" and inner.n == 8 and c.hits == 1 + 1 + 1 and c.calls == 1 + 2 + 2 + 4 + 1
     with open(tmp_path / "cache.jsonl", "a") as f:
         f.write('{"k": "cut')  # an interrupted run's last line
     again = Cached(Counting(), tmp_path / "cache.jsonl")
-    assert again.complete("x", 5) == "answer to x" and again.yes_no(["ab", "abcd"]) == [2.0, 4.0] and again.llm.n == 0
+    assert again.complete("x", 5) == "answer to x" and again.yes_no_grid("h", ["abc", "a"], ["??", "?"]) == [[6.0, 5.0], [4.0, 3.0]]
+    assert again.llm.n == 1 and again.hits == 1 + 3  # ("a", "??") was never asked
+    fresh = Cached(Counting(), tmp_path / "cache.jsonl")
+    assert fresh.yes_no_grid("h", ["a"], ["??"]) == [[4.0]] and fresh.llm.n == 0  # stored on its own line after the cut one
     assert Cached(Counting(), tmp_path / "other.jsonl").complete("x", 6) and first_line("\n\n  one \ntwo") == "one"
 
 
@@ -157,24 +162,40 @@ def test_the_embedding_scorer_finds_a_match_and_not_a_planted_null(embed):
 
 
 @pytest.mark.slow  # the real Gemma 3 270M as judge
-def test_the_gemma_judge_on_a_match_a_planted_null_and_a_degenerate_explanation(gemma):
+def test_the_gemma_judge_reads_each_cell_as_its_whole_prompt_and_a_planted_null_at_chance(gemma):
+    """The embedded judge's mechanics and its null. Whether it finds planted explanations is
+    not asserted: on 14 category pairs (10 held-out texts each), Gemma 3 270M's AUROC
+    averages 0.46 with the explanation before the text and 0.52 with it after
+    (bench/judge_layouts.py), so the stage measures it (study.judge_check) and the
+    chapter says what it means."""
+    import torch
+
+    from sae_workbench.kinds.causal_lm import log_probs
+
     llm = LocalLM(gemma)
     py, fr = _category_contexts("python", 10), _category_contexts("non_english", 10)
-    match = scoring.detection(llm, "Python source code", py, fr)
-    assert match["n_pos"] == 10 and match["n_neg"] == 10 and match["auroc"] >= 0.75, match
-    # the shared start run once (key-value cache) gives the answers of each prompt run whole
-    prompts = [scoring.DETECTION_PROMPT.format(explanation="Python source code", text=scoring._one_line(c.plain())) for c in py[:3] + fr[:3]]
-    shared = scoring._shared(prompts)
-    assert shared.endswith("Explanation: Python source code\n")
-    np.testing.assert_allclose(llm.yes_no(prompts, shared), llm.yes_no(prompts), atol=2e-3)
+    match, degenerate = scoring.detection(llm, ["Python source code", "the the the the"], py, fr)
+    assert match["n_pos"] == degenerate["n_pos"] == 10 and match["n_neg"] == 10 and 0 <= match["auroc"] <= 1
+    # the grid (head once, texts once in padded batches, tails after them, two W_U columns) gives
+    # each cell's answer as the whole prompt run alone, without a cache, through the full vocabulary
+    tok = gemma.tokenizer
+    texts = [scoring.TEXT.format(text=scoring._one_line(c.plain())) for c in (py[0], fr[0], py[1])]
+    tails = [scoring.TAIL.format(explanation=e) for e in ("Python source code", "French text")]
+    grid = np.array(llm.yes_no_grid(scoring.DETECTION_HEAD, texts, tails))
+    for i, t in enumerate(texts):
+        for j, e in enumerate(tails):
+            ids = [tok.bos_token_id] + [x for part in (scoring.DETECTION_HEAD, t, e) for x in tok.encode(part, add_special_tokens=False)]
+            with torch.no_grad():
+                lp = log_probs(gemma.model, gemma.model(torch.tensor([ids]), stop_at_layer=gemma.n_layers)[0, -1])
+            assert abs(grid[i, j] - float(lp[llm.yes] - lp[llm.no])) < 2e-3, (i, j, grid[i, j])
     pool = py[:5] + fr[:5] + _category_contexts("math", 5) + _category_contexts("social", 5)
     rng = np.random.default_rng(0)
     aucs = []
     for _ in range(6):
         p = rng.permutation(len(pool))
-        aucs.append(scoring.detection(llm, "Python source code", [pool[i] for i in p[:10]], [pool[i] for i in p[10:]])["auroc"])
+        aucs.append(scoring.detection(llm, ["Python source code"], [pool[i] for i in p[:10]], [pool[i] for i in p[10:]])[0]["auroc"])
     assert abs(np.mean(aucs) - 0.5) < 0.15, aucs
-    fz = scoring.fuzzing(llm, "the word 'def'", py, np.random.default_rng(0))
+    fz = scoring.fuzzing(llm, ["the word 'def'"], py, np.random.default_rng(0))[0]
     assert fz["n_pos"] == fz["n_neg"] == 10 and 0 <= fz["auroc"] <= 1
     text = scoring.explain(llm, py[:6], 16)
     assert text and "\n" not in text and len(text) <= 200
@@ -190,18 +211,20 @@ def test_the_study_explains_scores_and_controls_and_reads_back(embed):
     class Reader:
         ident = "reader"
 
-        def complete(self, prompt, max_tokens):
-            block = prompt.rsplit("Texts:\n", 1)[1]
-            return "cat words" if "<<cat>>" in block else "dog words" if "<<dog>>" in block else "nothing"
+        def complete_many(self, prompts, max_tokens):
+            blocks = [p.rsplit("Texts:\n", 1)[1] for p in prompts]
+            return ["cat words" if "<<cat>>" in b else "dog words" if "<<dog>>" in b else "nothing" for b in blocks]
 
-        def yes_no(self, prompts, prefix=None):
+        def yes_no_grid(self, head, texts, tails):
             out = []
-            for p in prompts:
-                expl = p.rsplit("Explanation: ", 1)[1].split("\n", 1)[0]
-                text = p.rsplit("Text: ", 1)[1].split("\n", 1)[0]
-                first = expl.split('"')[1] if '"' in expl else expl.split()[0]  # a quoted token, else the first word
-                hit = f"<<{first}>>" in text if "<<" in text else first in text.split()
-                out.append(3.0 if hit else -3.0)
+            for text in texts:
+                row = []
+                for tail in tails:
+                    expl = tail.split("Explanation: ", 1)[1].split("\n", 1)[0]
+                    first = expl.split('"')[1] if '"' in expl else expl.split()[0]  # a quoted token, else the first word
+                    hit = f"<<{first}>>" in text if "<<" in text else first in text.split()
+                    row.append(3.0 if hit else -3.0)
+                out.append(row)
             return out
 
     spec = {"python": Specialist(feature=0, train_score=1, train_auroc=1, heldout_score=1, mean_in_heldout=1)}
@@ -219,6 +242,38 @@ def test_the_study_explains_scores_and_controls_and_reads_back(embed):
     back = ExplainStudy.from_json(json.loads(text))
     assert json.dumps(back.to_json()) == text and back.metrics_json() == study.metrics_json()
     assert study.metrics_json()["detection"]["explanation"] == 1.0
+    assert set(study.judge_check["per_category"]) == {"python", "math"} and study.metrics_json()["judge_check"]["verdict"] in ("above_chance", "at_chance")
+
+
+def test_the_judge_check_tells_a_judge_that_reads_from_a_blind_one():
+    """study.judge_check on the synthetic table (python texts hold 'cat', math texts never):
+    a judge that answers from the text finds each category's planted description, a judge
+    that answers the same whatever the text is at chance; the report's sentence says which."""
+    from types import SimpleNamespace
+
+    from sae_workbench import claims
+    from sae_workbench.explain.study import PLANTED, judge_check
+
+    table, _ = _table(80)
+
+    class Judge:
+        def __init__(self, reads):
+            self.reads = reads
+
+        def yes_no_grid(self, head, texts, tails):
+            assert head == scoring.DETECTION_HEAD
+            if not self.reads:
+                return [[1.0 for _ in tails] for _ in texts]
+            return [[3.0 if ("cat" in t.split()) == (PLANTED["python"] in e) else -3.0 for e in tails] for t in texts]
+
+    rng = np.random.default_rng(0)
+    good, blind = judge_check(Judge(True), table, 32, rng, 200, 0.05), judge_check(Judge(False), table, 32, rng, 200, 0.05)
+    assert set(good["per_category"]) == {"python", "math"} == set(good["planted"]) and good["per_category"]["python"]["n_pos"] == 6
+    assert good["mean"]["mean"] >= 0.7 and good["verdict"] == "above_chance", good  # a python window may miss its "cat"
+    assert blind["mean"]["mean"] == 0.5 and blind["verdict"] == "at_chance"
+    assert "above chance, so its scores below can rank" in claims.judge_check_claim(SimpleNamespace(judge_check=good))
+    assert "cannot tell a right explanation from a wrong one" in claims.judge_check_claim(SimpleNamespace(judge_check=blind))
+    assert claims.judge_check_claim(SimpleNamespace(judge_check={})) is None
 
 
 def test_feature_choice_and_derangement():
