@@ -112,6 +112,15 @@ def judge_check_claim(study) -> str | None:
             "explanation from a wrong one; the embedding scorer does not use it.")
 
 
+def judge_caveat(study) -> str:
+    """A clause for a sentence quoting the judge's scores: "" unless the judge's check found it at chance."""
+    c = getattr(study, "judge_check", None) if study is not None else None
+    if not c or c["verdict"] != "at_chance":
+        return ""
+    return (f"; the judge itself finds planted explanations only at chance (mean AUROC {c['mean']['mean']:.3f}), "
+            "so these scores cannot rank explanations")
+
+
 def explain_claim(study, scorer: str = "detection") -> str | None:
     """One sentence on the explanations' `scorer` AUROC against the shuffled and top-token
     controls (paired bootstrap over features); None without a summary for it."""

@@ -274,6 +274,8 @@ def test_the_judge_check_tells_a_judge_that_reads_from_a_blind_one():
     assert "above chance, so its scores below can rank" in claims.judge_check_claim(SimpleNamespace(judge_check=good))
     assert "cannot tell a right explanation from a wrong one" in claims.judge_check_claim(SimpleNamespace(judge_check=blind))
     assert claims.judge_check_claim(SimpleNamespace(judge_check={})) is None
+    assert claims.judge_caveat(SimpleNamespace(judge_check=good)) == claims.judge_caveat(None) == ""
+    assert "only at chance (mean AUROC 0.500)" in claims.judge_caveat(SimpleNamespace(judge_check=blind))
 
 
 def test_feature_choice_and_derangement():
