@@ -99,7 +99,7 @@ def methods_claim(study) -> str | None:
 def judge_check_claim(study) -> str | None:
     """One sentence on the judge's check (explain.study.judge_check): does the judge find
     planted explanations, so that its detection and fuzzing scores can mean something?"""
-    c = getattr(study, "judge_check", None) if study is not None else None
+    c = getattr(study, "judge_check", None)
     if not c:
         return None
     m, level = c["mean"], 100 * (1 - c["alpha"])
@@ -114,7 +114,7 @@ def judge_check_claim(study) -> str | None:
 
 def judge_caveat(study) -> str:
     """A clause for a sentence quoting the judge's scores: "" unless the judge's check found it at chance."""
-    c = getattr(study, "judge_check", None) if study is not None else None
+    c = getattr(study, "judge_check", None)
     if not c or c["verdict"] != "at_chance":
         return ""
     return (f"; the judge itself finds planted explanations only at chance (mean AUROC {c['mean']['mean']:.3f}), "

@@ -67,7 +67,7 @@ class LocalLM:
         for b in range(0, len(order), self.batch_size):
             rows = order[b : b + self.batch_size]
             ids, mask = left_pad([seqs[i] for i in rows], self.handle.pad_id)
-            gen = greedy_continuation(self.handle, ids, max_tokens, mask=mask if bool((mask == 0).any()) else None)[:, ids.shape[1]:]
+            gen = greedy_continuation(self.handle, ids, max_tokens, mask=mask)[:, ids.shape[1]:]
             for r, i in enumerate(rows):
                 out[i] = first_line(self.handle.tokenizer.decode(gen[r].tolist(), skip_special_tokens=True))
         return out
@@ -95,7 +95,7 @@ class LocalLM:
 
         tok, model, n = self.handle.tokenizer, self.handle.model, self.handle.n_layers
         if not texts or not tails:
-            return [[] for _ in texts] if not tails else []
+            return [[] for _ in texts]
         tail_ids = [tok.encode(t, add_special_tokens=False) for t in tails]
         if not all(tail_ids):
             raise ValueError("yes_no_grid: every tail must hold a token (it ends with the question the judge answers)")

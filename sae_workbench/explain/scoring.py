@@ -73,11 +73,6 @@ TAIL = "Explanation: {explanation}\nAnswer:"
 explanation and its controls are read after the same text (`llm.yes_no_grid`)."""
 
 
-def judge_prompt(head: str, text: str, explanation: str) -> str:
-    """The whole prompt the judge answers (what an endpoint is sent)."""
-    return head + TEXT.format(text=text) + TAIL.format(explanation=explanation)
-
-
 def _one_line(s: str, limit: int = 400) -> str:
     return " ".join(s.split())[:limit]
 
@@ -113,8 +108,8 @@ def margins(llm, head: str, texts: list[str], explanations: list[str]) -> np.nda
 
 
 def _grid_scores(llm, head: str, texts: list[str], explanations: list[str], n_pos: int) -> list[dict]:
-    grid = margins(llm, head, texts, explanations).tolist()
-    return [_auroc_and_accuracy([row[j] for row in grid[:n_pos]], [row[j] for row in grid[n_pos:]]) for j in range(len(explanations))]
+    m = margins(llm, head, texts, explanations)
+    return [_auroc_and_accuracy(m[:n_pos, j].tolist(), m[n_pos:, j].tolist()) for j in range(len(explanations))]
 
 
 def detection(llm, explanations: list[str], pos: list[Context], neg: list[Context]) -> list[dict]:

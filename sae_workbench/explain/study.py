@@ -176,12 +176,12 @@ def explain_study(ft, table, specialists: dict, llm, embed, cfg, rng: np.random.
             n_train_active=len(train), n_heldout_active=len(held), shuffled_from=None))
         sets.append((pos, neg))
         shown.append(examples)
-    step = EXPLAIN_BATCH
     with tqdm(total=len(feats), desc=f"explain {hook}", unit="feature") as bar:
-        for b in range(0, len(feats), step):
-            for fe, text in zip(feats[b : b + step], scoring.explain_many(llm, shown[b : b + step], cfg.max_explanation_tokens)):
+        for b in range(0, len(feats), EXPLAIN_BATCH):
+            batch = feats[b : b + EXPLAIN_BATCH]
+            for fe, text in zip(batch, scoring.explain_many(llm, shown[b : b + EXPLAIN_BATCH], cfg.max_explanation_tokens)):
                 fe.explanation = text
-            bar.update(len(feats[b : b + step]))
+            bar.update(len(batch))
     perm = derangement(len(feats), rng)
     for i, (fe, (pos, neg)) in enumerate(tqdm(list(zip(feats, sets)), desc=f"score explanations of {hook}", unit="feature")):
         fe.shuffled_from = feats[perm[i]].feature
