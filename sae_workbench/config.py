@@ -466,11 +466,15 @@ class ExplainConfig:
 
     hook: str = "blocks.9.hook_resid_post"
     """Hook whose specialists and sampled features are explained; '' skips the stage's work."""
-    n_random: int = 50
+    n_random: int = 45
     """Alive non-specialist features explained besides the specialists (seeded sample)."""
-    n_examples: int = 12
+    n_random_models: int = 8
+    """The same for each other model of cross_model.profiles at its matched hook (its specialists
+    and this many sampled features, explained and scored alike); 0: the chosen model's only.
+    Needs cross_model.hook == explain.hook."""
+    n_examples: int = 10
     """Contexts from train texts the explainer reads: the strongest half, the rest spread over quantile bands."""
-    n_score: int = 10
+    n_score: int = 6
     """Held-out activating contexts scored per feature (spread over quantile bands), and as many non-activating."""
     window: int = 32
     """Tokens per context, around the text's strongest token."""
@@ -490,7 +494,7 @@ class ExplainConfig:
     def __post_init__(self) -> None:
         if self.hook:
             _hook_of("explain.hook", self.hook)
-        _ranges(self, "explain", n_random="[0, 10000]", n_examples="[2, 100]", n_score="[2, 200]", window="[4, 512]",
+        _ranges(self, "explain", n_random="[0, 10000]", n_random_models="[0, 10000]", n_examples="[2, 100]", n_score="[2, 200]", window="[4, 512]",
                 max_explanation_tokens="[4, 200]")
         if self.endpoint and not re.fullmatch(r"https?://[^\s]+", self.endpoint):
             raise ValueError(f"explain.endpoint must be '' or an http(s) URL such as http://127.0.0.1:8080/v1, got {self.endpoint!r} (params.yaml)")

@@ -129,7 +129,8 @@ def cross_model_study(params: Params, corpus: list[Text], labelled: list[Text], 
                       real_details: str | Path, real_sae: str | Path, real_baselines: str | Path, real_acts: str | Path,
                       real_features: str | Path, control: str | Path) -> CrossModelStudy:
     """The study at cross_model.hook (module docstring): each profile's SAE goes to
-    out_dir/<profile>/<hook>/. real_*: the chosen model's analysis metrics and details,
+    out_dir/<profile>/<hook>/, its labelled texts' tokens, features and specialists to
+    out_dir/<profile>/labelled/ (model_run.load_labelled: the explain stage explains them). real_*: the chosen model's analysis metrics and details,
     SAE metrics, baselines (data/baselines), labelled-text activations and features at that hook;
     control: metrics/control.json."""
     from .control import ControlStudy
@@ -156,7 +157,7 @@ def cross_model_study(params: Params, corpus: list[Text], labelled: list[Text], 
         other_hook = matched_hook(hook, main.n_layers, profile.n_layers)
         handle = load_model(profile)
         run = run_model(handle, profile, other_hook, corpus, labelled, params, Path(out_dir) / name, f"cross_model {name}",
-                        fidelity_texts=params.sae.fidelity_texts)
+                        fidelity_texts=params.sae.fidelity_texts, keep_labelled=True)
         del handle
         base = hook_baselines(run.features, run.acts.numpy(), run.table, run.specialists, np.random.default_rng(params.seed),
                               params.analysis)

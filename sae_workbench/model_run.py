@@ -16,7 +16,7 @@ import torch
 
 from .activations import TokenTable, load_activation_set
 from .analysis.compare import specialist_strengths
-from .analysis.results import Specialist, SpecialistCount
+from .analysis.results import Specialist, SpecialistCount, save_labelled
 from .analysis.stats import paired_auroc_test, specialist_statistics
 from .cli import rounded
 from .config import CATEGORIES, Params, ProfileConfig
@@ -56,11 +56,13 @@ class ModelRun:
 
 
 def run_model(handle: ModelHandle, profile: ProfileConfig, hook: str, corpus: list[Text], labelled: list[Text], params: Params,
-              sae_dir: str | Path, desc: str, registers: bool = True, fidelity_texts: int = 0) -> ModelRun:
+              sae_dir: str | Path, desc: str, registers: bool = True, fidelity_texts: int = 0, keep_labelled: bool = False) -> ModelRun:
     """The pipeline's extraction, SAE training (params.sae, seeded) and specialist statistics
     for one model at one hook: the SAE is saved in SAELens format to sae_dir/<hook>/ and the
     activations are dropped. registers: leave-one-register-out AUROC too (the texts' registers);
-    fidelity_texts: held-out corpus texts the kind's fidelity is measured on (0: none)."""
+    fidelity_texts: held-out corpus texts the kind's fidelity is measured on (0: none);
+    keep_labelled: also write what later stages read of the labelled texts to
+    sae_dir/labelled/ (analysis.results.save_labelled)."""
     sae_dir = Path(sae_dir)
     sae_dir.mkdir(parents=True, exist_ok=True)
     d = params.data
@@ -80,12 +82,14 @@ def run_model(handle: ModelHandle, profile: ProfileConfig, hook: str, corpus: li
         table, acts = load_activation_set(work / "eval", hook)
         ft = encode_sparse(sae, acts)
         strength = ft.per_text_max(table.text_index, len(table.texts))
-    texts = table.texts
-    regs = [t.get("register", "") for t in texts] if registers else []
-    a = params.analysis
-    spec, count = specialist_statistics(strength, [t["category"] for t in texts], [t["split"] for t in texts],
-                                        np.random.default_rng(params.seed), a.n_bootstrap, a.n_permutations, a.alpha,
-                                        registers=regs if any(regs) else None)
+        texts = table.texts
+        regs = [t.get("register", "") for t in texts] if registers else []
+        a = params.analysis
+        spec, count = specialist_statistics(strength, [t["category"] for t in texts], [t["split"] for t in texts],
+                                            np.random.default_rng(params.seed), a.n_bootstrap, a.n_permutations, a.alpha,
+                                            registers=regs if any(regs) else None)
+        if keep_labelled:
+            save_labelled(sae_dir, work / "eval" / "tokens.json", ft, hook, spec)
     return ModelRun(hook, split.train_tokens, measured.reconstruction, measured.fidelity, result.dead_frac, table, acts, ft,
                     strength, spec, count)
 

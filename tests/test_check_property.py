@@ -120,6 +120,7 @@ ACCEPTED = {
     # any endpoint model name while no endpoint is set, and no sampled features besides the specialists
     "explain.hook=empty string", "explain.endpoint=empty string", "explain.api_key_env=empty string",
     "explain.endpoint_model=empty string", "explain.endpoint_model=other string", "explain.n_random=0",
+    "explain.n_random_models=0",  # 0: no other model explained (documented)
     # a profile neither chosen by `model` nor studied by cross_model may name a model this machine does not have
     # (checked once chosen); minilm is studied by the cross_model stage, so its name is checked
     "profiles.gpt2.name=other string",

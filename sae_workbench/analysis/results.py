@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from ..cli import rounded
+from ..activations import TokenTable, load_token_table
+from ..cli import read_json, rounded, write_json
+from ..features import FeatureTable, load_features, save_features
 
 NAN = float("nan")
 
@@ -229,3 +233,30 @@ class SeedStudy:
         """Inverse of metrics_json (entry: metrics/seeds.json[hook]) and details_json (details: stability.json)."""
         return cls(hook=entry["hook"], seeds=entry["seeds"], headline=entry["headline"], stability=entry["stability"],
                    pairs=details["pairs"], specialists=details["specialists"], per_seed=details["per_seed"])
+
+
+LABELLED = "labelled"
+"""Subdirectory of a model run's directory holding its labelled texts' tokens, features and specialists."""
+
+
+def save_labelled(run_dir: str | Path, tokens_json: str | Path, ft: FeatureTable, hook: str, specialists: dict[str, Specialist]) -> None:
+    """What a model's run keeps of the labelled texts (model_run.run_model(keep_labelled=True)) in
+    run_dir/labelled/: their tokens.json (copied from the extraction), their features at `hook`
+    (`features.save_features`) and the specialists (specialists.json, Specialist.to_json per category)."""
+    d = Path(run_dir) / LABELLED
+    d.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tokens_json, d / "tokens.json")
+    save_features(d / f"{hook}.safetensors", ft, hook, "custom")
+    write_json(d / "specialists.json", {c: s.to_json() for c, s in specialists.items()})
+
+
+def load_labelled(run_dir: str | Path, hook: str) -> tuple[TokenTable, FeatureTable, dict[str, Specialist]]:
+    """Inverse of save_labelled: (token table, features at `hook`, specialists by category);
+    a one-line ValueError when the run kept nothing or its files disagree."""
+    d = Path(run_dir) / LABELLED
+    if not (d / "specialists.json").exists():
+        raise ValueError(f"{d} holds no labelled-text features: re-run the cross_model stage (dvc repro cross_model)")
+    table, ft = load_token_table(d), load_features(d / f"{hook}.safetensors")
+    if ft.n_rows != table.n_kept:
+        raise ValueError(f"{d}: features of {hook} cover {ft.n_rows} tokens, the token table {table.n_kept}: re-run dvc repro cross_model")
+    return table, ft, {c: Specialist.from_json(v) for c, v in read_json(d / "specialists.json").items()}

@@ -74,12 +74,25 @@ def text_contexts(feature_values: np.ndarray, table, window: int) -> list[Contex
         t = int(ti[a])
         vals = feature_values[a:b]
         pos = table.position[a:b]
-        toks = table.texts[t]["tokens"]
+        toks = shown_tokens(table.texts[t])
         c = int(np.argmax(vals)) if vals.max() > 0 else 0
         lo = max(0, min(c - (3 * window) // 4, len(vals) - window))
         hi = min(len(vals), lo + window)
         out.append(Context(text=t, split=table.texts[t]["split"], category=table.texts[t]["category"],
                            tokens=[toks[int(p)] for p in pos[lo:hi]], acts=[float(v) for v in vals[lo:hi]]))
+    return out
+
+
+def shown_tokens(record: dict) -> list[str]:
+    """A token table text's tokens as a reader sees them, each with the whitespace between it and
+    the token before: a WordPiece tokenizer (MiniLM's) leaves spaces out of its tokens' offsets,
+    where Gemma's tokens carry their leading space already (their tokens come back unchanged)."""
+    text, toks, offs = record["text"], record["tokens"], record["offsets"]
+    out = list(toks)
+    for p in range(1, len(toks)):
+        a, prev_end = offs[p][0], offs[p - 1][1]
+        if not record["special"][p] and prev_end < a and text[prev_end:a].isspace():
+            out[p] = text[prev_end:a] + toks[p]
     return out
 
 

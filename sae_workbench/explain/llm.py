@@ -39,8 +39,8 @@ to fit beside its head and tails)."""
 class LocalLM:
     """A causal LM of this machine (a models.ModelHandle), greedy and deterministic."""
 
-    def __init__(self, handle, batch_size: int = 8):
-        self.handle, self.batch_size = handle, batch_size
+    def __init__(self, handle, batch_size: int = 8, grid_batch: int = 16):
+        self.handle, self.batch_size, self.grid_batch = handle, batch_size, grid_batch
         self.ident = f"local:{handle.profile.name}"
         tok = handle.tokenizer
         self.yes = tok.encode(" Yes", add_special_tokens=False)[0]
@@ -58,18 +58,21 @@ class LocalLM:
     @torch.no_grad()
     def complete_many(self, prompts: list[str], max_tokens: int) -> list[str]:
         """complete() of each prompt, batch_size at a time (left-padded, shortest first): a
-        generation step reads the weights once for the whole batch."""
+        generation step reads the weights once for the whole batch, and the batch stops as soon
+        as every row's first line is complete (what follows it is never read)."""
         from ..steer.generation import greedy_continuation, left_pad
 
+        decode = lambda g: self.handle.tokenizer.decode(g.tolist(), skip_special_tokens=True)  # noqa: E731
         seqs = [torch.tensor([self._ids(p)]) for p in prompts]
         out = [""] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: (seqs[i].shape[1], i))
         for b in range(0, len(order), self.batch_size):
             rows = order[b : b + self.batch_size]
             ids, mask = left_pad([seqs[i] for i in rows], self.handle.pad_id)
-            gen = greedy_continuation(self.handle, ids, max_tokens, mask=mask)[:, ids.shape[1]:]
+            gen = greedy_continuation(self.handle, ids, max_tokens, mask=mask,
+                                      stop=lambda new: all(first_line_done(decode(g)) for g in new))[:, ids.shape[1]:]
             for r, i in enumerate(rows):
-                out[i] = first_line(self.handle.tokenizer.decode(gen[r].tolist(), skip_special_tokens=True))
+                out[i] = first_line(decode(gen[r]))
         return out
 
     def _head(self, head: str):
@@ -88,8 +91,10 @@ class LocalLM:
     def yes_no_grid(self, head: str, texts: list[str], tails: list[str]) -> list[list[float]]:
         """out[i][j]: log P(" Yes") - log P(" No") after BOS + head + texts[i] + tails[j], each part
         tokenized on its own. The head runs once (and is kept for the next call), each text once
-        after it in batches of batch_size (right-padded: the padding is masked and takes no
-        position), then every tail after each batch's texts."""
+        after it in batches of grid_batch (right-padded: the padding is masked and takes no
+        position), then every tail after each batch's texts. (Batches of 16 texts took 5.5 s
+        for 40 texts x 3 tails where 8 took 6.1 s; all tails of a batch in one forward, its
+        cache repeated per tail, 7.1 s: one run on this 2-core machine, nothing else running.)"""
         from ..kinds.causal_lm import token_logits
         from ..models import pad_batch
 
@@ -104,8 +109,8 @@ class LocalLM:
         text_ids = [tok.encode(t, add_special_tokens=False)[:room] or [self.handle.pad_id] for t in texts]
         out = [[0.0] * len(tails) for _ in texts]
         order = sorted(range(len(texts)), key=lambda i: (len(text_ids[i]), i))
-        for b in range(0, len(order), self.batch_size):
-            rows = order[b : b + self.batch_size]
+        for b in range(0, len(order), self.grid_batch):
+            rows = order[b : b + self.grid_batch]
             ids, mask = pad_batch([text_ids[i] for i in rows], self.handle.pad_id)
             cache = _repeated(base, len(rows), frozen=False)
             model.run_with_hooks(ids, attention_mask=mask, past_kv_cache=cache, stop_at_layer=n)
@@ -268,6 +273,13 @@ def first_line(text: str, limit: int = 200) -> str:
         if line.strip():
             return line.strip()[:limit]
     return ""
+
+
+def first_line_done(text: str) -> bool:
+    """Whether more text can no longer change `first_line(text)`: a line break follows its
+    first non-blank line."""
+    lines = text.lstrip().splitlines(keepends=True)
+    return bool(lines) and lines[0] != lines[0].splitlines()[0]
 
 
 def make_llm(cfg, profiles: dict) -> Cached:

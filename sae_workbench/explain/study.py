@@ -20,7 +20,8 @@ over features, and the paired bootstrap over features of explanation minus each 
 (analysis.stats.paired_difference; 'higher': the explanations carry more than the control).
 
     study = explain_study(ft, table, specialists, llm, embed, cfg, rng)
-    study.to_json() / ExplainStudy.from_json(d)   data/explain/<hook>.json
+    study.models[profile] = explain_study(...)     the same of another model (cross_model.profiles)
+    study.to_json() / ExplainStudy.from_json(d)   data/explain/results.json
     study.metrics_json()                           metrics/explain.json
 """
 
@@ -91,15 +92,20 @@ class ExplainStudy:
     settings: dict
     judge_check: dict = field(default_factory=dict)
     """The judge on planted explanations (`judge_check`); {} when it was not run."""
+    models: dict[str, ExplainStudy] = field(default_factory=dict)
+    """The same study of each other model of cross_model.profiles at its matched hook, by profile
+    (explained and judged by the same llm; no judge check of their own: the judge is the same)."""
 
     def to_json(self) -> dict:
         return rounded({"hook": self.hook, "explainer": self.explainer, "settings": self.settings, "summary": self.summary,
-                        "judge_check": self.judge_check, "features": [asdict(f) for f in self.features]})
+                        "judge_check": self.judge_check, "features": [asdict(f) for f in self.features],
+                        "models": {k: m.to_json() for k, m in self.models.items()}})
 
     @classmethod
     def from_json(cls, d: dict) -> ExplainStudy:
         return cls(hook=d["hook"], explainer=d["explainer"], features=[FeatureExplanation(**f) for f in d["features"]],
-                   summary=d["summary"], settings=d["settings"], judge_check=d["judge_check"])
+                   summary=d["summary"], settings=d["settings"], judge_check=d["judge_check"],
+                   models={k: cls.from_json(m) for k, m in d["models"].items()})
 
     @classmethod
     def read(cls, path: str | Path) -> ExplainStudy:
@@ -116,6 +122,8 @@ class ExplainStudy:
         for s, v in self.summary.items():
             out[s] = {c: v["mean"][c]["mean"] for c in CONDITIONS} | {
                 f"vs_{c}": {k: v[f"vs_{c}"][k] for k in ("diff", "ci_low", "ci_high", "verdict")} for c in CONDITIONS[1:]}
+        if self.models:
+            out["models"] = {k: m.metrics_json() for k, m in self.models.items()}
         return rounded(out)
 
 
@@ -152,10 +160,10 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def explain_study(ft, table, specialists: dict, llm, embed, cfg, rng: np.random.Generator, hook: str,
-                  n_boot: int = 1000, alpha: float = 0.05) -> ExplainStudy:
+                  n_boot: int = 1000, alpha: float = 0.05, check: bool = True) -> ExplainStudy:
     """The study (module docstring). ft: the hook's FeatureTable over the evaluation tokens;
     table: their TokenTable; specialists: HookAnalysis.specialists; llm: explain.llm (Cached);
-    embed: list of str -> [n, d] unit vectors; cfg: ExplainConfig."""
+    embed: list of str -> [n, d] unit vectors; cfg: ExplainConfig; check: run `judge_check`."""
     embed = scoring.memo_embed(embed)
     n_train, n_held = alive_counts(ft, table)
     chosen = choose_features(specialists, n_train, n_held, cfg.n_random, rng)
@@ -193,11 +201,11 @@ def explain_study(ft, table, specialists: dict, llm, embed, cfg, rng: np.random.
         fe.scores = {"detection": dict(zip(CONDITIONS, det)), "fuzzing": dict(zip(CONDITIONS, fuzz)),
                      "embedding": {c: scoring.embedding(embed, texts[c], pos, neg) for c in CONDITIONS}}
     summary = summarize(feats, rng, n_boot, alpha)
-    check = judge_check(llm, table, cfg.window, rng, n_boot, alpha)
+    checked = judge_check(llm, table, cfg.window, rng, n_boot, alpha) if check else {}
     settings = {"n_random": cfg.n_random, "n_examples": cfg.n_examples, "n_score": cfg.n_score, "window": cfg.window,
                 "max_explanation_tokens": cfg.max_explanation_tokens, "min_train_texts": MIN_TRAIN, "min_heldout_texts": MIN_HELDOUT,
                 "n_boot": n_boot, "alpha": alpha}  # not the cache's hits: a re-run writes the same bytes
-    return ExplainStudy(hook=hook, explainer=llm.ident, features=feats, summary=summary, settings=settings, judge_check=check)
+    return ExplainStudy(hook=hook, explainer=llm.ident, features=feats, summary=summary, settings=settings, judge_check=checked)
 
 
 def judge_check(llm, table, window: int, rng: np.random.Generator, n_boot: int, alpha: float, n_texts: int = CHECK_TEXTS) -> dict:

@@ -72,10 +72,12 @@ def left_pad(seqs: list[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, t
 
 @torch.no_grad()
 def greedy_continuation(handle: ModelHandle, ids: torch.Tensor, max_new_tokens: int, fwd_hooks=(), kv_cache: bool = True,
-                        mask: torch.Tensor | None = None, on_step=None, lean: bool = True) -> torch.Tensor:
+                        mask: torch.Tensor | None = None, on_step=None, lean: bool = True, stop=None) -> torch.Tensor:
     """ids [batch, pos] followed by max_new_tokens greedy tokens, `fwd_hooks` applied at every step;
     mask [batch, pos]: 0 on left padding (`left_pad`), None when no row is padded;
-    on_step(log_probs [batch, vocab]): called with each step's next-token distribution.
+    on_step(log_probs [batch, vocab]): called with each step's next-token distribution;
+    stop(new_ids [batch, n]): called after each step with the tokens generated so far, True
+    ends the generation there (fewer than max_new_tokens new tokens).
 
     Only the last position is unembedded at each step (a 262k vocabulary makes
     full-sequence logits the dominant cost). With kv_cache each step runs only the new
@@ -113,6 +115,8 @@ def greedy_continuation(handle: ModelHandle, ids: torch.Tensor, max_new_tokens: 
         step = lp.argmax(-1, keepdim=True).to(ids.device)
         step_mask = torch.ones_like(step)
         ids, mask = torch.cat([ids, step], 1), torch.cat([mask, step_mask], 1)
+        if stop is not None and stop(ids[:, ids.shape[1] - i - 1:]):
+            break
     return ids
 
 

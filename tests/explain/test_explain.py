@@ -11,8 +11,8 @@ import pytest
 from sae_workbench.activations import TokenTable, kept_index
 from sae_workbench.config import ExplainConfig
 from sae_workbench.explain import scoring
-from sae_workbench.explain.contexts import Context, explainer_examples, quantile_sample, text_contexts, top_tokens
-from sae_workbench.explain.llm import Cached, EndpointLM, LocalLM, first_line
+from sae_workbench.explain.contexts import Context, explainer_examples, quantile_sample, shown_tokens, text_contexts, top_tokens
+from sae_workbench.explain.llm import Cached, EndpointLM, LocalLM, first_line, first_line_done
 from sae_workbench.explain.study import CONDITIONS, SCORERS, ExplainStudy, choose_features, derangement, explain_study
 from sae_workbench.features import FeatureTable
 
@@ -29,8 +29,10 @@ def _table(n_texts=40, seed=0):
     for i in range(n_texts):
         n = int(rng.integers(8, 30))
         toks = ["<bos>"] + [" " + str(rng.choice(WORDS + (["cat"] if i % 2 else []) + (["dog"] if i % 3 == 0 else []))) for _ in range(n)]
+        ends = np.cumsum([len(t) for t in toks[1:]]).tolist()
         texts.append({"id": f"t{i}", "category": "python" if i % 2 else "math", "split": "train" if i % 4 < 2 else "heldout",
-                      "tokens": toks, "special": [1] + [0] * n})
+                      "text": "".join(toks[1:]), "tokens": toks, "special": [1] + [0] * n,
+                      "offsets": [[0, 0]] + [[e - len(t), e] for t, e in zip(toks[1:], ends)]})
     ti, pos = kept_index(texts)
     table = TokenTable(texts=texts, text_index=ti, position=pos)
     rows, feats, vals = [], [], []
@@ -135,15 +137,41 @@ def _category_contexts(category, n, split="heldout"):
 
 
 @pytest.fixture(scope="module")
-def embed():
+def minilm():
     from sae_workbench.config import load_params
-    from sae_workbench.kinds.encoder import pooled_embeddings
     from sae_workbench.models import load_model
 
     from helpers import ROOT
 
-    h = load_model(load_params(ROOT / "params.yaml").profiles["minilm"])
+    return load_model(load_params(ROOT / "params.yaml").profiles["minilm"])
+
+
+@pytest.fixture(scope="module")
+def embed(minilm):
+    from sae_workbench.kinds.encoder import pooled_embeddings
+
+    h = minilm
     return scoring.memo_embed(lambda texts: pooled_embeddings(h, [h.tokenize(t, 128) for t in texts]).numpy())
+
+
+def test_contexts_read_wordpiece_tokens_with_their_spaces(minilm):
+    """MiniLM's WordPiece offsets leave out the spaces between words: a context must still read
+    as the text (words apart, pieces of a word together), and its marks fall on whole tokens."""
+    texts = ["The cat sat on the mat, didn't it?", "  Voilà   l'été à Paris\n\tdef f(x): return x**2  ", "x"]
+    records = []
+    for i, text in enumerate(texts):
+        tk = minilm.tokenize(text, 64)
+        records.append({"id": f"t{i}", "category": "math", "split": "heldout", "text": text, "tokens": tk.tokens,
+                        "offsets": [list(o) for o in tk.offsets], "special": [int(s) for s in tk.special]})
+    ti, pos = kept_index(records)
+    table = TokenTable(texts=records, text_index=ti, position=pos)
+    vals = np.zeros(len(ti), dtype=np.float32)
+    vals[1] = 2.0  # the second kept token of the first text: "cat"
+    ctx = text_contexts(vals, table, window=64)
+    for c, text in zip(ctx, texts):
+        assert " ".join(c.plain().split()) == " ".join(text.split())  # the words as written (case kept), spaces between them
+    assert ctx[0].marked() == "The <<cat>> sat on the mat, didn't it?"
+    assert any(t.startswith(" ") for t in shown_tokens(records[1])) and shown_tokens(records[2]) == records[2]["tokens"]
 
 
 def test_the_embedding_scorer_finds_a_match_and_not_a_planted_null(embed):
@@ -199,6 +227,26 @@ def test_the_gemma_judge_reads_each_cell_as_its_whole_prompt_and_a_planted_null_
     assert fz["n_pos"] == fz["n_neg"] == 10 and 0 <= fz["auroc"] <= 1
     text = scoring.explain(llm, py[:6], 16)
     assert text and "\n" not in text and len(text) <= 200
+    # explanations stop as soon as every row's first line is done: the same lines as all 24 tokens
+    from sae_workbench.steer.generation import greedy_continuation, left_pad
+
+    examples = [py[:4], fr[:4], _category_contexts("math", 4), _category_contexts("social", 4)]
+    prompts = [scoring.EXPLAIN_PROMPT.format(examples="\n".join(scoring._one_line(c.marked()) for c in ex)) for ex in examples]
+    early = llm.complete_many(prompts, 24)
+    ids, mask = left_pad([torch.tensor([llm._ids(p)]) for p in prompts], gemma.pad_id)
+    full = greedy_continuation(gemma, ids, 24, mask=mask)[:, ids.shape[1]:]
+    assert early == [first_line(tok.decode(g.tolist(), skip_special_tokens=True)) for g in full]
+    steps = []
+    greedy_continuation(gemma, ids, 24, mask=mask, stop=lambda new: steps.append(new.shape[1]) or new.shape[1] == 3)
+    assert steps == [1, 2, 3]  # stop sees the new tokens so far and ends the generation
+
+
+def test_a_first_line_is_done_once_a_line_break_follows_it():
+    for text, done in [("", False), ("  \n\n ", False), ("numbers", False), ("numbers\n", True), ("\n\n  numbers", False),
+                       ("\n numbers \nmore", True), ("a\r", True), ("a\u2028b", True), (" \t", False)]:
+        assert first_line_done(text) == done, text
+        if done:  # nothing appended changes the first line
+            assert first_line(text + "zz\nyy") == first_line(text)
 
 
 def test_the_study_explains_scores_and_controls_and_reads_back(embed):
@@ -238,10 +286,16 @@ def test_the_study_explains_scores_and_controls_and_reads_back(embed):
         assert by[f].auroc("detection") == 1.0 and by[f].auroc("detection", "shuffled") < 0.75
         assert by[f].auroc("fuzzing") == 1.0 and by[f].auroc("detection", "top_tokens") == 1.0
     assert set(study.summary) == set(SCORERS) and set(study.summary["detection"]["mean"]) == set(CONDITIONS)
+    # another model's features, explained alike and kept inside the study (no judge check of its own)
+    other = explain_study(ft, table, spec, Reader(), embed, cfg, np.random.default_rng(1), "blocks.0.hook_resid_post", n_boot=200, check=False)
+    assert other.judge_check == {} and other.summary["detection"]["mean"]["explanation"]["mean"] == 1.0
+    study.models["other"] = other
     text = json.dumps(study.to_json())
     back = ExplainStudy.from_json(json.loads(text))
     assert json.dumps(back.to_json()) == text and back.metrics_json() == study.metrics_json()
     assert study.metrics_json()["detection"]["explanation"] == 1.0
+    m = study.metrics_json()["models"]["other"]
+    assert m["hook"] == "blocks.0.hook_resid_post" and "judge_check" not in m and m["detection"]["explanation"] == 1.0
     assert set(study.judge_check["per_category"]) == {"python", "math"} and study.metrics_json()["judge_check"]["verdict"] in ("above_chance", "at_chance")
 
 

@@ -25,7 +25,8 @@ TINY = {
             "fidelity_texts": 8, "checkpoint_every": 20, "seeds": 2, "seed_hooks": ["blocks.2.hook_resid_pre"]},
     "steer": {"hook": "blocks.2.hook_resid_pre", "coefficients": [-2.0, 0.0, 2.0, 4.0], "n_texts": 10},
     "control": {"hook": "blocks.2.hook_resid_pre", "corpus_texts": 60},
-    "explain": {"hook": "blocks.2.hook_resid_pre", "n_random": 3, "n_examples": 4, "n_score": 3, "window": 12, "max_explanation_tokens": 10},
+    "explain": {"hook": "blocks.2.hook_resid_pre", "n_random": 3, "n_random_models": 2, "n_examples": 4, "n_score": 3, "window": 12,
+                "max_explanation_tokens": 10},
     "cross_model": {"hook": "blocks.2.hook_resid_pre", "profiles": ["gemma"], "corpus_texts": 20},
 }
 SAE_KEYS = {"l0", "explained_variance", "mse", "dead_frac", "dense_frac", "d_sae", "eval_tokens", "fidelity", "architecture"}
@@ -126,6 +127,16 @@ def test_every_declared_metric_exists_with_its_keys(tiny_run):
     assert sum(g["specialist_vs_diffmean"].values()) == 7 and g["diffmean_gap"] == pytest.approx(g["mean_heldout_auroc"] - g["mean_diffmean_auroc"], abs=2e-6)
     assert set(cm["versus"]) == {"gemma", "random"} and cm["versus"]["random"] == ctl["trained_vs_random"]
     assert cm["versus"]["gemma"]["verdict"] in {"stronger", "weaker", "no_difference"} and cm["versus"]["gemma"]["n_texts"] == ctl["trained_vs_random"]["n_texts"]
+    # the other model's features explained by the same judge, at its matched hook: its specialists and n_random_models others
+    ex = read("metrics/explain.json")
+    assert ex["hook"] == "blocks.2.hook_resid_pre" and "judge_check" in ex and set(ex["models"]) == {"gemma"}
+    other = ex["models"]["gemma"]
+    assert other["hook"] == "blocks.8.hook_resid_pre" and "judge_check" not in other
+    assert 1 <= other["specialists"] <= 7 and other["features"] == other["specialists"] + 2
+    assert {"detection", "fuzzing", "embedding"} <= set(other) and 0 <= other["detection"]["explanation"] <= 1
+    spec_g = {v["feature"] for v in g["specialists"].values()}
+    explained = json.loads((tiny_run / "data/explain/results.json").read_text())["models"]["gemma"]["features"]
+    assert {f["feature"] for f in explained if f["role"] == "specialist"} <= spec_g
 
 
 def test_every_result_reads_back_through_the_type_that_wrote_it(tiny_run):
@@ -136,6 +147,7 @@ def test_every_result_reads_back_through_the_type_that_wrote_it(tiny_run):
     from sae_workbench.browser.site import _read_js
     from sae_workbench.control import ControlStudy
     from sae_workbench.cross_model import CrossModelStudy
+    from sae_workbench.explain.study import ExplainStudy
     from sae_workbench.measure import PretrainedComparison, SAEMetrics
     from sae_workbench.steer.study import SteerStudy
 
@@ -165,6 +177,8 @@ def test_every_result_reads_back_through_the_type_that_wrote_it(tiny_run):
             raw = _read_js(f)["features"]
             assert {k: read_page(site, int(k)).to_json() for k in raw} == raw
         assert [r.to_json() for r in read_index(site)[1]] == _read_js(site / "index.js")["rows"]
+    ex = ExplainStudy.read(tiny_run / "data/explain/results.json")
+    assert ex.to_json() == read("data/explain/results.json") and ex.metrics_json() == read("metrics/explain.json") and ex.models
     steer = SteerStudy.from_json(read("data/steer/results.json"), read("metrics/steer.json"))
     assert steer.to_json() == read("data/steer/results.json") and steer.metrics_json() == read("metrics/steer.json")
     assert checked == 2 * len(TINY["hooks"]) + len(TINY["sae"]["seed_hooks"])
