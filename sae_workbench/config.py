@@ -468,7 +468,7 @@ class ExplainConfig:
     """Hook whose specialists and sampled features are explained; '' skips the stage's work."""
     n_random: int = 45
     """Alive non-specialist features explained besides the specialists (seeded sample)."""
-    n_random_models: int = 8
+    n_random_models: int = 6
     """The same for each other model of cross_model.profiles at its matched hook (its specialists
     and this many sampled features, explained and scored alike); 0: the chosen model's only.
     Needs cross_model.hook == explain.hook."""
@@ -478,7 +478,7 @@ class ExplainConfig:
     """Held-out activating contexts scored per feature (spread over quantile bands), and as many non-activating."""
     window: int = 32
     """Tokens per context, around the text's strongest token."""
-    max_explanation_tokens: int = 24
+    max_explanation_tokens: int = 16
     """Longest explanation generated, in tokens (one line)."""
     explainer: str = "gemma"
     """Profile (a causal LM) of the embedded explainer and judge, prompted few-shot; it need not be the

@@ -23,9 +23,9 @@ import numpy as np
 from sae_workbench.activations import load_token_table
 from sae_workbench.analysis.results import HookAnalysis, load_labelled
 from sae_workbench.cli import read_json, stage, write_json
+from sae_workbench.config import matched_hook
 from sae_workbench.explain.llm import make_llm
 from sae_workbench.explain.study import ExplainStudy, explain_study
-from sae_workbench.config import matched_hook
 from sae_workbench.features import load_features
 
 EMBEDDER = "minilm"
