@@ -10,6 +10,11 @@ a plain shuffled iterator (no disk, no buffer: the cheapest feed it can have);
 ours streams them from the safetensors file through its shuffled buffer.
 Prints tokens/s of each and their ratio, and explained variance and L0 of each
 on the same held-out tokens (metric definitions: sae_workbench/sae/metrics.py).
+Beside them, the same run's plain fp32 matmul rate at the step's encoder shape
+([batch, d_in] x [d_in, d_sae], best of 20) and our step's dense-equivalent rate,
+tokens/s x 6 x d_in x d_sae FLOP (encoder forward, its two backward products;
+the sparse decoder and top-k not counted): the step's fraction of what the
+matmul alone reaches. Writes --out as JSON (default: print only).
 Needs `dvc repro -s extract@corpus` first.
 """
 
@@ -75,6 +80,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--acts", default=str(ROOT / "data/activations/corpus"))
+    ap.add_argument("--out", help="write the figures as JSON here (e.g. bench/results/trainer_vs_saelens.json)")
     a = ap.parse_args()
     p = load_params(ROOT / "params.yaml")
     cfg = dataclasses.replace(p.sae, architecture="topk", epochs=a.epochs, device=a.device, checkpoint_every=0)
@@ -103,6 +109,34 @@ def main() -> None:
     print(f"{'ours':10s} {ours.tokens_per_s:10.0f} {m_ours['explained_variance']:8.4f} {m_ours['l0']:6.1f}")
     print(f"{'SAELens':10s} {tps:10.0f} {m_theirs['explained_variance']:8.4f} {m_theirs['l0']:6.1f}")
     print(f"throughput ratio (ours / SAELens): {ours.tokens_per_s / tps:.2f}x")
+    d_sae = d_in * cfg.expansion
+    x, w = torch.randn(cfg.batch_tokens, d_in), torch.randn(d_in, d_sae)
+    best = float("inf")
+    for _ in range(20):
+        t = time.perf_counter()
+        x @ w
+        best = min(best, time.perf_counter() - t)
+    mm = 2 * cfg.batch_tokens * d_in * d_sae / best
+    step = ours.tokens_per_s * 6 * d_in * d_sae
+    print(f"plain fp32 matmul [{cfg.batch_tokens}, {d_in}] x [{d_in}, {d_sae}]: {mm / 1e9:.1f} GFLOP/s; "
+          f"our step, dense-equivalent: {step / 1e9:.1f} GFLOP/s = {step / mm:.2f} of it")
+    if a.out:
+        import json
+        import platform
+        from datetime import datetime, timezone
+
+        Path(a.out).write_text(json.dumps({
+            "what": __doc__.splitlines()[0], "hook": a.hook, "architecture": "topk", "k": cfg.k, "d_in": d_in, "d_sae": d_sae,
+            "batch_tokens": cfg.batch_tokens, "steps": ours.steps, "normalize": cfg.normalize, "device": a.device,
+            "threads": torch.get_num_threads(),
+            "ours": {"tokens_per_s": round(ours.tokens_per_s, 1), "explained_variance": m_ours["explained_variance"], "l0": m_ours["l0"]},
+            "saelens": {"tokens_per_s": round(tps, 1), "explained_variance": m_theirs["explained_variance"], "l0": m_theirs["l0"]},
+            "ratio": round(ours.tokens_per_s / tps, 3),
+            "matmul_gflop_s": round(mm / 1e9, 2), "step_dense_equivalent_gflop_s": round(step / 1e9, 2),
+            "step_fraction_of_matmul": round(step / mm, 3),
+            "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": __import__("os").cpu_count()},
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=1) + "\n")
+        print(f"wrote {a.out}")
 
 
 if __name__ == "__main__":
