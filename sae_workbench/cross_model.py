@@ -130,7 +130,7 @@ def cross_model_study(params: Params, corpus: list[Text], labelled: list[Text], 
                       real_features: str | Path, control: str | Path) -> CrossModelStudy:
     """The study at cross_model.hook (module docstring): each profile's SAE goes to
     out_dir/<profile>/<hook>/, its labelled texts' tokens, features and specialists to
-    out_dir/<profile>/labelled/ (model_run.load_labelled: the explain stage explains them). real_*: the chosen model's analysis metrics and details,
+    out_dir/<profile>/labelled/ (analysis.results.save_labelled; the explain stage reads them with load_labelled). real_*: the chosen model's analysis metrics and details,
     SAE metrics, baselines (data/baselines), labelled-text activations and features at that hook;
     control: metrics/control.json."""
     from .control import ControlStudy

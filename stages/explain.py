@@ -84,14 +84,11 @@ def main(args, params):
                                                other_hook, a.n_bootstrap, a.alpha, check=False)
     write_json(args.out, study.to_json())
     write_json(args.metrics, study.metrics_json())
-    det = study.summary.get("detection", {}).get("mean", {})
     cache = f"; {llm.hits} of {llm.calls} answers from the cache ({llm.path})" if cfg.hook else ""
-    print(f"explain {cfg.hook or '(skipped)'}: {len(study.features)} features; detection AUROC "
-          + ", ".join(f"{c} {v['mean']:.3f}" for c, v in det.items()) + cache)
-    for name, m in study.models.items():
+    for name, m in [(cfg.hook or "(skipped)", study), *((f"{k} {m.hook}", m) for k, m in study.models.items())]:
         det = m.summary.get("detection", {}).get("mean", {})
-        print(f"explain {name} {m.hook}: {len(m.features)} features; detection AUROC "
-              + ", ".join(f"{c} {v['mean']:.3f}" for c, v in det.items()))
+        print(f"explain {name}: {len(m.features)} features; detection AUROC " + ", ".join(f"{c} {v['mean']:.3f}" for c, v in det.items())
+              + (cache if m is study else ""))
 
 
 if __name__ == "__main__":
